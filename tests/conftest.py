@@ -1,0 +1,48 @@
+"""Shared fixtures: real data from $VLAE_BENCH_DATA, skipped politely when absent.
+
+With VLAE_BENCH_REQUIRE_DATA=1 (set by .ci/run) a missing dataset fails the test instead.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+def _require(reason: str) -> None:
+    if os.environ.get("VLAE_BENCH_REQUIRE_DATA") == "1":
+        pytest.fail(f"{reason} (VLAE_BENCH_REQUIRE_DATA=1)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    """The folder named by VLAE_BENCH_DATA."""
+    env = os.environ.get("VLAE_BENCH_DATA")
+    if not env or not Path(env).is_dir():
+        _require("VLAE_BENCH_DATA is not set to an existing folder")
+    return Path(env)
+
+
+def require_subdir(root: Path, name: str) -> Path:
+    path = root / name
+    if not path.is_dir():
+        _require(f"dataset folder {path} is missing")
+    return path
+
+
+@pytest.fixture(scope="session")
+def kodak_dir(data_root: Path) -> Path:
+    return require_subdir(data_root, "kodak")
+
+
+@pytest.fixture(scope="session")
+def mnist_dir(data_root: Path) -> Path:
+    return require_subdir(data_root, "mnist")
+
+
+@pytest.fixture(scope="session")
+def binarized_mnist_dir(data_root: Path) -> Path:
+    return require_subdir(data_root, "binarized_mnist")

@@ -1,0 +1,1 @@
+"""Latent-variable image models behind one protocol (see ``vlae_models.core``)."""
