@@ -1,1 +1,1 @@
-"""Reference codecs behind one protocol: classical (Pillow, zlib/bz2/lzma) and learned (CompressAI)."""
+"""Reference codecs behind one protocol: classical (Pillow, zlib/bz2/lzma) and learned."""

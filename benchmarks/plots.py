@@ -1,0 +1,111 @@
+"""Seaborn rate-distortion figures from aggregated results (one curve per method)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # figures are files; never open a window
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+METRIC_LABELS = {
+    "psnr": "PSNR-RGB [dB]",
+    "ms_ssim_db": "MS-SSIM [dB]  (−10·log10(1 − MS-SSIM))",
+    "ssim": "SSIM",
+    "bits_per_dim": "bits/dim",
+}
+RATE_KIND_LABELS = {
+    "coded": "real coded bytes",
+    "kl": "KL bound",
+    "estimate": "entropy estimate",
+    "fixed": "fixed-length code",
+    "prior": "code length under learned prior",
+}
+MAX_MARKER_PT, MIN_MARKER_PT = 7.0, 2.5
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "dataset"
+
+
+def curve_labels(agg: pd.DataFrame) -> pd.Series:
+    """Method name, plus the rate kind when several kinds share a figure (never mix silently)."""
+    if agg["rate_kind"].nunique() > 1:
+        return agg["method"] + " [" + agg["rate_kind"].map(RATE_KIND_LABELS.get) + "]"
+    return agg["method"]
+
+
+def rd_figure(agg: pd.DataFrame, metric: str, title: str) -> plt.Figure | None:
+    """One RD figure; None when no row has a finite rate and a finite ``metric``."""
+    data = agg[np.isfinite(agg["bpp"].astype(float)) & np.isfinite(agg[metric].astype(float))]
+    if data.empty:
+        return None
+    data = data.assign(curve=curve_labels(data)).sort_values(["curve", "bpp"])
+    sns.set_theme(style="whitegrid", context="notebook")
+    fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=150)
+    sns.lineplot(
+        data=data, x="bpp", y=metric, hue="curve", style="curve",
+        markers=True, dashes=False, sort=True, estimator=None, ax=ax,
+    )  # fmt: skip
+    kinds = ", ".join(RATE_KIND_LABELS[k] for k in sorted(data["rate_kind"].unique()))
+    ax.set_xlabel(f"Rate [bits per pixel] ({kinds})")
+    ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+    ax.set_title(title)
+    ax.legend(title=None, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    fig.tight_layout()
+    fit_marker_size(ax)
+    return fig
+
+
+def marker_centres(ax: plt.Axes) -> list[np.ndarray]:
+    """Display coordinates (pixels) of each line's markers."""
+    ax.figure.canvas.draw()
+    return [ax.transData.transform(line.get_xydata()) for line in ax.lines if len(line.get_xdata())]
+
+
+def min_marker_gap(ax: plt.Axes) -> float:
+    """Smallest distance, in points, between two markers of the same curve (inf if none)."""
+    gaps = []
+    for xy in marker_centres(ax):
+        if len(xy) > 1:
+            diff = xy[:, None, :] - xy[None, :, :]
+            dist = np.sqrt((diff**2).sum(-1)) + np.eye(len(xy)) * 1e9
+            gaps.append(dist.min())
+    return min(gaps) * 72.0 / ax.figure.dpi if gaps else float("inf")
+
+
+def fit_marker_size(ax: plt.Axes) -> float:
+    """Shrink markers so no two of one curve overlap, within readable bounds."""
+    size = float(np.clip(0.8 * min_marker_gap(ax), MIN_MARKER_PT, MAX_MARKER_PT))
+    for line in ax.lines:
+        line.set_markersize(size)
+    return size
+
+
+def save_figure(fig: plt.Figure, stem: Path) -> list[Path]:
+    paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
+    for path in paths:
+        fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
+    return paths
+
+
+def rd_plots(agg: pd.DataFrame, out_dir: Path) -> dict[tuple[str, str], list[Path]]:
+    """PSNR and MS-SSIM (dB) vs bpp for each dataset; returns {(dataset, metric): files}."""
+    written = {}
+    for dataset, rows in agg.groupby("dataset", sort=True):
+        n = int(rows["n_images"].max())
+        for metric in ("psnr", "ms_ssim_db"):
+            title = f"{dataset}: mean over {n} image{'s' if n != 1 else ''}"
+            fig = rd_figure(rows, metric, title)
+            if fig is not None:
+                written[(dataset, metric)] = save_figure(
+                    fig, out_dir / f"rd_{metric}_{slug(dataset)}"
+                )
+    return written

@@ -1,0 +1,129 @@
+"""Render stored results as a Markdown (and optionally LaTeX) report with RD figures.
+
+The report reads only the results table and ``run.json`` files: it can be re-rendered at any
+time, and several runs can be combined into one report.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from benchmarks import metrics
+from benchmarks.errors import BenchError
+from benchmarks.plots import RATE_KIND_LABELS, rd_plots
+from benchmarks.results import RUN_JSON, aggregate
+
+LOSSY_COLUMNS = {
+    "method": "method", "param": "param", "value": "value", "bpp": "bpp",
+    "psnr": "PSNR [dB]", "ms_ssim_db": "MS-SSIM [dB]", "ssim": "SSIM",
+    "enc_ms": "enc [ms]", "dec_ms": "dec [ms]", "n_images": "images",
+}  # fmt: skip
+LOSSLESS_COLUMNS = {
+    "method": "method", "param": "param", "value": "value", "bpp": "bpp",
+    "bits_per_dim": "bits/dim", "enc_ms": "enc [ms]", "dec_ms": "dec [ms]", "n_images": "images",
+}  # fmt: skip
+
+
+def load_runs(dirs: list[Path]) -> list[dict]:
+    runs = []
+    for folder in dirs:
+        path = Path(folder) / RUN_JSON
+        if path.exists():
+            try:
+                runs.append(json.loads(path.read_text()))
+            except json.JSONDecodeError as err:
+                raise BenchError(f"{path} is not valid JSON: {err}") from err
+    return runs
+
+
+def _display(agg: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
+    table = agg.assign(enc_ms=agg["enc_s"] * 1e3, dec_ms=agg["dec_s"] * 1e3)
+    return table[list(columns)].rename(columns=columns)
+
+
+def bd_table(agg: pd.DataFrame, anchor: str) -> pd.DataFrame:
+    """BD-rate and BD-PSNR of every lossy coded curve against the anchor's curve."""
+    curves = {m: rows.sort_values("bpp") for m, rows in agg.groupby("method")}
+    base = curves[anchor]
+    rows = []
+    for method, curve in curves.items():
+        if method == anchor:
+            continue
+        row = {"method": method, "anchor": anchor}
+        for name, fn, dist in (
+            ("BD-rate PSNR [%]", metrics.bd_rate, "psnr"),
+            ("BD-PSNR [dB]", metrics.bd_psnr, "psnr"),
+            ("BD-rate MS-SSIM [%]", metrics.bd_rate, "ms_ssim_db"),
+        ):
+            try:
+                row[name] = fn(base["bpp"], base[dist], curve["bpp"], curve[dist])
+            except BenchError as err:
+                row[name] = f"n/a ({err})"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _markdown(table: pd.DataFrame) -> str:
+    return table.to_markdown(index=False, floatfmt=".4g")
+
+
+def render_report(
+    frame: pd.DataFrame,
+    out_dir: Path,
+    *,
+    runs: list[dict] | None = None,
+    anchor: str | None = None,
+    latex: bool = False,
+) -> list[Path]:
+    """Write ``report.md`` (and ``report.tex``) plus figures into ``out_dir``; return the files."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    agg = aggregate(frame)
+    figures = rd_plots(agg, out_dir)
+    md = ["# vlae-bench report", ""]
+    tex: list[str] = []
+    for run in runs or []:
+        md.append(f"- run `{run.get('run_id')}` ({run.get('status')}): `{run.get('command')}`")
+    if runs:
+        versions = runs[-1].get("versions", {})
+        md += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())), ""]
+    kinds = sorted(agg["rate_kind"].dropna().unique())
+    md.append(
+        "Rates: " + "; ".join(f"`{k}` = {RATE_KIND_LABELS.get(k, k)}" for k in kinds) + ". "
+        "Coded rates count every byte of the stream, headers included. "
+        "Metrics are computed per image and then averaged over images."
+    )
+    for dataset, rows in agg.groupby("dataset", sort=True):
+        coded = rows[rows["rate_kind"] == "coded"]
+        lossless = coded[coded["psnr"].map(math.isinf)]
+        lossy = coded[~coded["psnr"].map(math.isinf)]
+        md += ["", f"## {dataset}", ""]
+        for metric in ("psnr", "ms_ssim_db"):
+            for path in figures.get((dataset, metric), []):
+                if path.suffix == ".png":
+                    md.append(f"![{metric} vs bpp]({path.name})")
+        sections = [("Lossy codecs", _display(lossy, LOSSY_COLUMNS))]
+        if not lossless.empty:
+            sections.append(("Lossless codecs", _display(lossless, LOSSLESS_COLUMNS)))
+        chosen = anchor or ("jpeg" if "jpeg" in set(lossy["method"]) else None)
+        if chosen and chosen in set(lossy["method"]) and lossy["method"].nunique() > 1:
+            sections.append(
+                (f"Bjøntegaard deltas against {chosen} (PCHIP, negative = fewer bits)",
+                 bd_table(lossy, chosen))
+            )  # fmt: skip
+        elif anchor:
+            md += ["", f"(anchor '{anchor}' has no lossy curve for {dataset}; no BD table)"]
+        for heading, table in sections:
+            if table.empty:
+                continue
+            md += ["", f"### {heading}", "", _markdown(table)]
+            tex += [f"% {dataset}: {heading}", table.to_latex(index=False, float_format="%.4g")]
+    written = [out_dir / "report.md"]
+    written[0].write_text("\n".join(md) + "\n")
+    if latex:
+        written.append(out_dir / "report.tex")
+        written[1].write_text("\n".join(tex) + "\n")
+    return written + [p for paths in figures.values() for p in paths]

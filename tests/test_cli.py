@@ -1,0 +1,170 @@
+"""The CLI end to end on real Kodak images, and its handling of bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from benchmarks import cli
+
+
+def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    """Run ``vlae-bench ARGS`` in process; return (exit code, stdout, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["vlae-bench", *args])
+    try:
+        cli.main()
+        code = 0
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture()
+def kodak3(kodak_dir, tmp_path):
+    """A data root holding the first three Kodak images."""
+    root = tmp_path / "data"
+    (root / "kodak").mkdir(parents=True)
+    for name in ("kodim01.png", "kodim02.png", "kodim03.png"):
+        shutil.copy(kodak_dir / name, root / "kodak" / name)
+    return root
+
+
+def test_codecs_end_to_end_then_report_combines_runs(monkeypatch, capsys, kodak_dir, tmp_path):
+    data = str(kodak_dir.parent)
+    base = ["codecs", "--dataset", "kodak", "--data-dir", data, "--limit", "3", "--workers", "2"]
+    code, out, err = run_cli(
+        monkeypatch, capsys, *base, "-c", "jpeg", "-c", "png", "--quality", "10:90:20",
+        "--out", str(tmp_path / "a"), "--latex",
+    )  # fmt: skip
+    assert code == 0, err
+    run_a = tmp_path / "a"
+    for name in ("results.parquet", "results.csv", "report.md", "report.tex", "run.json",
+                 "rd_psnr_kodak.png", "rd_psnr_kodak.svg", "rd_ms_ssim_db_kodak.svg"):  # fmt: skip
+        assert (run_a / name).exists(), name
+    table = pd.read_parquet(run_a / "results.parquet")
+    assert len(table) == 3 * (5 + 1)
+    assert set(table["image"]) == {"kodim01", "kodim02", "kodim03"}
+    assert json.loads((run_a / "run.json").read_text())["status"] == "complete"
+
+    code, _, err = run_cli(monkeypatch, capsys, *base, "-c", "webp", "--quality", "20,60",
+                           "--out", str(tmp_path / "b"))  # fmt: skip
+    assert code == 0, err
+    combined = tmp_path / "combined"
+    code, out, err = run_cli(
+        monkeypatch, capsys, "report", str(run_a), str(tmp_path / "b"), "--out", str(combined)
+    )
+    assert code == 0, err
+    text = (combined / "report.md").read_text()
+    assert "webp" in text and "jpeg" in text and "BD-rate" in text
+
+
+def test_interrupted_run_keeps_rows_and_resumes(monkeypatch, capsys, kodak3, tmp_path):
+    import benchmarks.run_codecs as runner
+
+    real = runner.run_codecs
+
+    def interrupted(*args, **kwargs):
+        for i, rows in enumerate(real(*args, **kwargs)):
+            yield rows
+            if i == 1:
+                raise KeyboardInterrupt
+
+    out = tmp_path / "run"
+    args = ["codecs", "--dataset", "kodak", "--data-dir", str(kodak3), "--limit", "3", "-c", "jpeg",
+            "--quality", "30,60", "--workers", "1", "--out", str(out)]  # fmt: skip
+    monkeypatch.setattr(cli, "run_codecs", interrupted)
+    code, _, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 130 and "interrupted" in err
+    kept = pd.read_parquet(out / "results.parquet")
+    assert len(kept) == 4  # two images x two qualities finished before the interrupt
+    assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
+
+    monkeypatch.setattr(cli, "run_codecs", real)
+    code, _, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 0 and "resuming: 4 rows" in err
+    final = pd.read_parquet(out / "results.parquet")
+    assert len(final) == 6 and final.groupby(["image", "value"]).size().max() == 1
+
+
+def _assert_one_line_error(code: int, err: str, *fragments: str) -> None:
+    assert code == 2
+    lines = [line for line in err.strip().splitlines() if line]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_truncated_png_is_a_clear_error(monkeypatch, capsys, kodak_dir, tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    data = (kodak_dir / "kodim01.png").read_bytes()
+    (folder / "broken.png").write_bytes(data[: len(data) // 2])
+    code, _, err = run_cli(monkeypatch, capsys, "codecs", "--dataset", f"folder:{folder}",
+                           "-c", "jpeg", "--out", str(tmp_path / "o"))  # fmt: skip
+    _assert_one_line_error(code, err, "broken.png")
+
+
+def test_empty_folder_is_a_clear_error(monkeypatch, capsys, tmp_path):
+    (tmp_path / "empty").mkdir()
+    code, _, err = run_cli(monkeypatch, capsys, "codecs", "--dataset", f"folder:{tmp_path}/empty",
+                           "-c", "jpeg", "--out", str(tmp_path / "o"))  # fmt: skip
+    _assert_one_line_error(code, err, "empty")
+
+
+def test_wrong_checksum_is_a_clear_error(monkeypatch, capsys, kodak3, tmp_path):
+    target = kodak3 / "kodak" / "kodim02.png"
+    pixels = np.asarray(Image.open(target)).copy()
+    pixels[0, 0, 0] ^= 1  # a valid PNG, one pixel different from the published file
+    Image.fromarray(pixels).save(target)
+    args = ["codecs", "--dataset", "kodak", "--data-dir", str(kodak3), "--limit", "3"]
+    code, _, err = run_cli(monkeypatch, capsys, *args, "-c", "jpeg", "--out", str(tmp_path / "o"))
+    _assert_one_line_error(code, err, "kodim02.png", "checksum")
+
+
+def test_unknown_codec_is_a_clear_error(monkeypatch, capsys, tmp_path):
+    code, _, err = run_cli(monkeypatch, capsys, "codecs", "-c", "jpegg", "--out", str(tmp_path))
+    _assert_one_line_error(code, err, "unknown codec 'jpegg'", "jpeg")
+
+
+def test_quality_out_of_range_is_a_clear_error(monkeypatch, capsys, tmp_path):
+    code, _, err = run_cli(monkeypatch, capsys, "codecs", "-c", "webp", "--quality", "50:150:50",
+                           "--out", str(tmp_path))  # fmt: skip
+    _assert_one_line_error(code, err, "quality 150 out of range for codec 'webp'")
+    assert not (tmp_path / "results.parquet").exists()
+
+
+def test_report_on_missing_results_is_a_clear_error(monkeypatch, capsys, tmp_path):
+    code, _, err = run_cli(monkeypatch, capsys, "report", str(tmp_path / "nothing"))
+    _assert_one_line_error(code, err, "no results")
+
+
+def test_data_list_shows_verified_kodak(monkeypatch, capsys, kodak_dir):
+    code, out, _ = run_cli(monkeypatch, capsys, "data", "list", "--data-dir", str(kodak_dir.parent))
+    assert code == 0
+    kodak_line = next(line for line in out.splitlines() if line.startswith("| kodak "))
+    assert "True" in kodak_line and "--data-dir" in kodak_line
+
+
+def test_codec_listing_names_every_codec(monkeypatch, capsys):
+    code, out, _ = run_cli(monkeypatch, capsys, "codecs", "--list")
+    assert code == 0
+    for name in (
+        "jpeg",
+        "jpeg444",
+        "webp",
+        "avif",
+        "jpeg2000",
+        "jxl",
+        "png",
+        "gzip",
+        "bz2",
+        "lzma",
+    ):
+        assert any(line.startswith(name + " ") for line in out.splitlines()), name

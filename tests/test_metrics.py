@@ -1,0 +1,124 @@
+"""Metrics against independent references: scikit-image and the bjontegaard package."""
+
+from __future__ import annotations
+
+import math
+
+import bjontegaard
+import numpy as np
+import pytest
+from PIL import Image
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from baselines.codec import make_codec
+from benchmarks import metrics
+from benchmarks.errors import BenchError
+
+
+@pytest.fixture(scope="module")
+def pair(kodak_dir):
+    original = np.asarray(Image.open(kodak_dir / "kodim05.png"))
+    codec = make_codec("jpeg", 30)
+    return original, codec.decode(codec.encode(original))
+
+
+def test_psnr_matches_scikit_image(pair):
+    original, decoded = pair
+    expected = peak_signal_noise_ratio(original, decoded, data_range=255)
+    assert metrics.psnr(original, decoded) == pytest.approx(expected, rel=1e-12)
+
+
+def test_psnr_identical_is_infinite(pair):
+    assert math.isinf(metrics.psnr(pair[0], pair[0]))
+
+
+def test_ssim_matches_scikit_image_gaussian_settings(pair):
+    original, decoded = pair
+    expected = structural_similarity(
+        original, decoded, channel_axis=2, data_range=255,
+        gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+    )  # fmt: skip
+    assert metrics.ssim(original, decoded) == pytest.approx(expected, abs=2e-4)
+
+
+def test_ssim_on_grayscale_matches_scikit_image(pair):
+    original, decoded = pair[0][..., 1], pair[1][..., 1]
+    expected = structural_similarity(
+        original, decoded, data_range=255,
+        gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+    )  # fmt: skip
+    assert metrics.ssim(original, decoded) == pytest.approx(expected, abs=2e-4)
+
+
+def test_ssim_and_ms_ssim_equal_pytorch_msssim(pair):
+    from pytorch_msssim import ms_ssim, ssim
+
+    from benchmarks.ssim import StructuralSimilarity, to_tensor
+
+    original, decoded = pair
+    x, y = to_tensor(original), to_tensor(decoded)
+    ours = StructuralSimilarity(original)
+    # odd sizes exercise the padded pooling between MS-SSIM scales
+    for crop in (np.s_[:, :], np.s_[:333, :501]):
+        o, d = original[crop], decoded[crop]
+        x, y = to_tensor(o), to_tensor(d)
+        ours = StructuralSimilarity(o)
+        got_ssim, got_ms = ours(d)
+        assert got_ssim == pytest.approx(float(ssim(x, y, data_range=255)), abs=1e-6)
+        assert got_ms == pytest.approx(float(ms_ssim(x, y, data_range=255)), abs=1e-6)
+    # reusing one original for several decodings gives the same numbers as fresh objects
+    codec = make_codec("webp", 20)
+    other = codec.decode(codec.encode(original))
+    assert ours(other[:333, :501]) == StructuralSimilarity(original[:333, :501])(other[:333, :501])
+
+
+def test_ms_ssim_db_and_small_images(pair):
+    original, decoded = pair
+    value = metrics.ms_ssim(original, decoded)
+    assert 0.9 < value < 1.0
+    assert metrics.ms_ssim_db(value) == pytest.approx(-10 * math.log10(1 - value))
+    assert math.isnan(metrics.ms_ssim(original[:100, :100], decoded[:100, :100]))
+
+
+def test_bpp_is_per_pixel_not_per_channel():
+    assert metrics.bits_per_pixel(1000, 100, 80) == 1000 * 8 / 8000
+
+
+# Two real-looking RD curves (JPEG-like anchor, better test codec), four points each.
+RATE_A = np.array([0.35, 0.6, 1.0, 1.7])
+PSNR_A = np.array([28.1, 30.6, 33.2, 36.4])
+RATE_B = np.array([0.25, 0.45, 0.8, 1.4])
+PSNR_B = np.array([28.6, 31.2, 34.0, 37.1])
+
+
+@pytest.mark.parametrize("method", ["pchip", "cubic"])
+def test_bd_rate_and_psnr_match_bjontegaard_package(method):
+    theirs = "pchip" if method == "pchip" else "cubic"
+    expected_rate = bjontegaard.bd_rate(
+        RATE_A, PSNR_A, RATE_B, PSNR_B, method=theirs, min_overlap=0
+    )
+    expected_psnr = bjontegaard.bd_psnr(
+        RATE_A, PSNR_A, RATE_B, PSNR_B, method=theirs, min_overlap=0
+    )
+    assert metrics.bd_rate(RATE_A, PSNR_A, RATE_B, PSNR_B, method) == pytest.approx(
+        expected_rate, abs=1e-6
+    )
+    assert metrics.bd_psnr(RATE_A, PSNR_A, RATE_B, PSNR_B, method) == pytest.approx(
+        expected_psnr, abs=1e-6
+    )
+
+
+def test_bd_rate_hand_worked_example():
+    # The test curve is the anchor at exactly half the rate: BD-rate is -50 %, and at equal
+    # rate it is better by the anchor's PSNR gain over one halving, a linear 3 dB here.
+    rate = np.array([0.25, 0.5, 1.0, 2.0])
+    quality = 30 + 3 * np.log2(rate)
+    assert metrics.bd_rate(rate, quality, rate / 2, quality) == pytest.approx(-50.0)
+    assert metrics.bd_psnr(rate, quality, rate / 2, quality) == pytest.approx(3.0)
+
+
+def test_bd_errors():
+    with pytest.raises(BenchError, match="do not overlap"):
+        metrics.bd_rate(RATE_A, PSNR_A, RATE_A * 10, PSNR_A + 20)
+    with pytest.raises(BenchError, match="infinite PSNR|finite"):
+        metrics.bd_rate(RATE_A, np.r_[PSNR_A[:3], np.inf], RATE_B, PSNR_B)

@@ -1,0 +1,102 @@
+"""Results store, aggregation, report and plots on real codec output."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmarks.errors import BenchError
+from benchmarks.plots import MIN_MARKER_PT, min_marker_gap, rd_figure
+from benchmarks.report import render_report
+from benchmarks.results import COLUMNS, aggregate, make_frame, read_results, write_results
+from benchmarks.run_codecs import CodecSweep, parse_values, plan_sweeps, run_codecs
+
+
+@pytest.fixture(scope="module")
+def frame(kodak_dir) -> pd.DataFrame:
+    from benchmarks.datasets import load_images
+
+    images = load_images("kodak", data_dir=kodak_dir.parent, limit=3)
+    sweeps = [CodecSweep("jpeg", tuple(range(5, 100, 5))), CodecSweep("webp", (10, 50, 90)),
+              CodecSweep("png", (6,))]  # fmt: skip
+    rows = [r for batch in run_codecs(
+        images, sweeps, dataset="kodak", run_id="test", versions={}, workers=1, progress=False
+    ) for r in batch]  # fmt: skip
+    return make_frame(rows)
+
+
+def test_rows_are_tidy_and_complete(frame):
+    assert list(frame.columns[: len(COLUMNS)]) == COLUMNS
+    assert len(frame) == 3 * (19 + 3 + 1)
+    assert frame.groupby(["method", "value", "image"]).size().max() == 1
+    assert set(frame["rate_kind"]) == {"coded"}
+    assert frame["kl_nats"].isna().all()  # not applicable -> NaN, never 0
+    row = frame.iloc[0]
+    assert row["bpp"] == pytest.approx(row["n_bytes"] * 8 / (row["height"] * row["width"]))
+
+
+def test_aggregate_averages_psnr_per_image(frame):
+    agg = aggregate(frame)
+    one = frame[(frame["method"] == "jpeg") & (frame["value"] == 50)]
+    got = agg[(agg["method"] == "jpeg") & (agg["value"] == 50)].iloc[0]
+    assert got["psnr"] == pytest.approx(one["psnr"].mean())
+    pooled = 10 * np.log10(255**2 / one["mse"].mean())
+    assert got["psnr"] != pytest.approx(pooled, abs=1e-9)  # not the PSNR of the mean MSE
+    assert got["n_images"] == 3
+    assert math.isinf(agg[agg["method"] == "png"].iloc[0]["psnr"])
+
+
+def test_store_round_trip_parquet_and_csv(frame, tmp_path):
+    write_results(frame, tmp_path)
+    for name in ("results.parquet", "results.csv"):
+        back = read_results([tmp_path / name])
+        assert len(back) == len(frame)
+        assert np.allclose(back["psnr"].replace(np.inf, 1e9), frame["psnr"].replace(np.inf, 1e9))
+    assert not list(tmp_path.glob(".results*"))  # no temporary files left behind
+
+
+def test_read_results_errors(tmp_path):
+    with pytest.raises(BenchError, match="no results"):
+        read_results([tmp_path])
+    (tmp_path / "results.parquet").write_bytes(b"not parquet")
+    with pytest.raises(BenchError, match="cannot read results file"):
+        read_results([tmp_path])
+
+
+def test_unknown_rate_kind_is_refused():
+    with pytest.raises(BenchError, match="rate_kind"):
+        make_frame([{"method": "x", "value": 1, "rate_kind": "guess"}])
+
+
+def test_plot_markers_never_overlap_on_real_data(frame):
+    fig = rd_figure(aggregate(frame), "psnr", "kodak")
+    ax = fig.axes[0]
+    size = ax.lines[0].get_markersize()
+    assert size >= MIN_MARKER_PT
+    assert min_marker_gap(ax) >= size  # centres at least one marker diameter apart
+    assert "bpp" not in ax.get_xlabel() or "bits per pixel" in ax.get_xlabel()
+    assert "dB" in ax.get_ylabel() and ax.get_legend() is not None
+
+
+def test_report_renders_tables_figures_and_bd(frame, tmp_path):
+    files = render_report(frame, tmp_path, latex=True)
+    names = {f.name for f in files}
+    assert {"report.md", "report.tex", "rd_psnr_kodak.png", "rd_psnr_kodak.svg",
+            "rd_ms_ssim_db_kodak.png"} <= names  # fmt: skip
+    text = (tmp_path / "report.md").read_text()
+    assert "Lossless codecs" in text and "Bjøntegaard" in text and "webp" in text
+    assert "\\begin{tabular}" in (tmp_path / "report.tex").read_text()
+
+
+def test_parse_values_and_sweeps():
+    assert parse_values("5:95:5") == list(range(5, 100, 5))
+    assert parse_values("10,20") == [10, 20]
+    with pytest.raises(BenchError):
+        parse_values("a:b")
+    sweeps, notes = plan_sweeps(["jpeg", "png", "jpeg2000"], "5:95:5")
+    by_name = {s.codec: s.values for s in sweeps}
+    assert by_name["jpeg"] == tuple(range(5, 100, 5)) and by_name["png"] == (6,)
+    assert notes and "jpeg2000" in notes[0]

@@ -1,0 +1,186 @@
+"""The model protocol, its output type and the registry.
+
+Every model is an ``nn.Module`` with a small config dataclass. ``forward(x)`` returns a
+:class:`ModelOutput` whose ``distortion`` and ``rate`` are per-example tensors in nats, as in
+VDVAE; everything else is an extra. The training loss is ``distortion + beta * rate``, summed
+over dimensions and averaged over the batch (one convention, so beta means the same thing for
+every model).
+
+Inputs are float tensors of shape (B, C, H, W): values in {0, 1} for binary data and in
+[0, 1] for 8-bit data (k/255). Conversion from uint8 happens in one place, ``to_model_input``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+
+class ModelError(Exception):
+    """Bad model input, config or checkpoint: the CLI prints it as one line."""
+
+
+@dataclass
+class ModelOutput:
+    """Per-example rate and distortion in nats, plus named extras (per-level KL, indices...)."""
+
+    distortion: Tensor  # -log p(x|z), shape (B,)
+    rate: Tensor  # KL(q(z|x) || p(z)) or code length, shape (B,)
+    extras: dict[str, Tensor] = field(default_factory=dict)
+
+
+class LatentModel(nn.Module):
+    """Base class: subclasses set ``config`` and implement ``forward``, ``reconstruct``, ``sample``.
+
+    ``rate_kind`` labels how ``rate`` is obtained: ``kl`` for a KL bound, ``fixed`` for a
+    fixed-length code, ``prior`` for a code length under a learned prior.
+
+    Continuous-latent models also implement ``log_importance_weights`` (one call gives k
+    importance weights per example, vectorised over k) and ``posterior_moments``; the base class
+    turns the former into the chunked IWAE estimate ``log_likelihood`` (Burda et al. 2016).
+    A model may put a per-example ``aux_loss`` in ``extras`` (VQ-VAE's commitment and prior
+    terms): it is added to the training loss but is neither rate nor distortion.
+    """
+
+    config: Any
+    likelihood: Any  # a vlae_models.likelihoods.Likelihood
+    rate_kind: ClassVar[str] = "kl"
+    has_continuous_latents: ClassVar[bool] = True
+
+    def loss(self, out: ModelOutput, beta: float = 1.0) -> Tensor:
+        """Batch-mean of ``distortion + beta * rate`` (+ ``extras["aux_loss"]`` if present)."""
+        total = out.distortion + beta * out.rate
+        if "aux_loss" in out.extras:
+            total = total + out.extras["aux_loss"]
+        return total.mean()
+
+    def prepare(self, pixels: Tensor) -> Tensor:
+        """uint8 pixels (B, C, H, W) -> model input, checked against the model's likelihood."""
+        binary = bool(getattr(self.likelihood, "binary", False))
+        if binary and pixels.dtype == torch.uint8 and pixels.numel() and int(pixels.max()) > 1:
+            raise ModelError(
+                f"likelihood '{self.likelihood.name}' needs binary data (0/1) but these pixels go "
+                f"up to {int(pixels.max())}; for 8-bit data set likelihood to "
+                "'logistic-mixture', 'logistic' or 'gaussian' (or use binarized data)"
+            )
+        return to_model_input(pixels, binary=binary)
+
+    def reconstruct(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
+        """Decoder mean at the posterior mean (or nearest code), values in [0, 1]."""
+        raise NotImplementedError
+
+    def sample(self, n: int, mode: str = "mean") -> Tensor:  # pragma: no cover - abstract
+        """n images from the prior: the likelihood's mean (``mode="mean"``) or a draw from it."""
+        raise NotImplementedError
+
+    def log_importance_weights(self, x: Tensor, k: int) -> Tensor:
+        """log p(x, z_i) - log q(z_i | x) for k posterior samples z_i: shape (B, k), nats."""
+        raise ModelError(f"{type(self).__name__} has no importance-weighted likelihood")
+
+    def posterior_moments(self, x: Tensor) -> list[tuple[Tensor, Tensor]]:
+        """Per latent level, mean and std of q(z_l | x, ...) flattened to (B, D_l).
+
+        Levels are in generation order (level 0 is sampled first from the prior). Only level 0
+        depends on x alone; deeper levels are taken along the posterior-mean path.
+        """
+        raise ModelError(f"{type(self).__name__} has no continuous posterior")
+
+    def log_likelihood(self, x: Tensor, k: int, max_rows: int = 8192) -> Tensor:
+        """Importance-weighted estimate of log p(x) in nats, shape (B,), with k samples.
+
+        log p(x) >= E[log (1/k) sum_i w_i] (Burda et al. 2016). The k samples are drawn in chunks
+        of about ``max_rows / B`` (each chunk one vectorised call) and combined with a running
+        log-sum-exp in float64, so k can be in the thousands without holding all weights.
+        """
+        if k < 1:
+            raise ModelError(f"iw_samples must be >= 1, got {k}")
+        chunk = max(1, min(k, max_rows // max(1, x.shape[0])))
+        total: Tensor | None = None
+        done = 0
+        while done < k:
+            kc = min(chunk, k - done)
+            lse = torch.logsumexp(self.log_importance_weights(x, kc).double(), dim=1)
+            total = lse if total is None else torch.logaddexp(total, lse)
+            done += kc
+        assert total is not None
+        return (total - math.log(k)).float()
+
+
+@dataclass(frozen=True)
+class RegistryEntry:
+    name: str
+    config_cls: type
+    model_cls: type[LatentModel]
+    description: str
+
+
+REGISTRY: dict[str, RegistryEntry] = {}
+
+
+def register(name: str, config_cls: type, description: str) -> Callable[[type], type]:
+    """Class decorator: make ``name`` build ``model_cls(config_cls(...))``."""
+
+    def wrap(model_cls: type[LatentModel]) -> type[LatentModel]:
+        REGISTRY[name] = RegistryEntry(name, config_cls, model_cls, description)
+        model_cls.registry_name = name
+        return model_cls
+
+    return wrap
+
+
+def build(name: str, **overrides: Any) -> LatentModel:
+    """Build a registered model from its default config with ``overrides`` applied."""
+    entry = get_entry(name)
+    known = {f.name for f in dataclasses.fields(entry.config_cls)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ModelError(
+            f"unknown config key(s) {unknown} for model '{name}'; known: {sorted(known)}"
+        )
+    return entry.model_cls(entry.config_cls(**overrides))
+
+
+def get_entry(name: str) -> RegistryEntry:
+    _import_model_modules()
+    if name not in REGISTRY:
+        raise ModelError(f"unknown model '{name}'; available: {', '.join(sorted(REGISTRY))}")
+    return REGISTRY[name]
+
+
+def available_models() -> list[RegistryEntry]:
+    _import_model_modules()
+    return [REGISTRY[k] for k in sorted(REGISTRY)]
+
+
+_NOT_MODELS = {
+    "core", "train", "evaluate", "checkpoint", "likelihoods", "distributions", "layers",
+}  # fmt: skip
+
+
+def _import_model_modules() -> None:
+    """Import the model families so their ``@register`` decorators run."""
+    import importlib
+    import pkgutil
+
+    import vlae_models
+
+    for info in pkgutil.iter_modules(vlae_models.__path__):
+        if info.name not in _NOT_MODELS:
+            importlib.import_module(f"vlae_models.{info.name}")
+
+
+def to_model_input(pixels: Tensor, binary: bool) -> Tensor:
+    """uint8 (B, C, H, W) -> float model input: {0,1} for binary data, k/255 otherwise."""
+    if pixels.dtype != torch.uint8:
+        raise ModelError(f"expected uint8 pixels, got {pixels.dtype}")
+    if binary:
+        if int(pixels.max()) > 1:
+            raise ModelError("binary data must hold only 0 and 1")
+        return pixels.float()
+    return pixels.float() / 255.0
