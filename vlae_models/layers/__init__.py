@@ -1,0 +1,10 @@
+"""Reusable building blocks for the latent-variable models.
+
+Each module is self-contained; import from it directly, for example::
+
+    from vlae_models.layers.masked import LocalPixelCNN
+    from vlae_models.layers.flows import AutoregressiveFlowPrior
+
+- ``masked``: masked convolutions and a PixelCNN decoder with a small, measured receptive field.
+- ``flows``: MADE and the autoregressive-flow (AF) prior of the Variational Lossy Autoencoder.
+"""
