@@ -27,7 +27,8 @@ RATE_KIND_LABELS = {
     "fixed": "fixed-length code",
     "prior": "code length under learned prior",
 }
-MAX_MARKER_PT, MIN_MARKER_PT = 7.0, 2.5
+MARKER_PT = 6.0
+GAP_FACTOR = 1.2  # centres at least 1.2 marker diameters apart
 
 
 def slug(text: str) -> str:
@@ -59,18 +60,23 @@ def rd_figure(agg: pd.DataFrame, metric: str, title: str) -> plt.Figure | None:
     ax.set_title(title)
     ax.legend(title=None, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
-    fit_marker_size(ax)
+    thin_markers(ax)
     return fig
 
 
 def marker_centres(ax: plt.Axes) -> list[np.ndarray]:
-    """Display coordinates (pixels) of each line's markers."""
+    """Display coordinates (pixels) of the markers each line shows."""
     ax.figure.canvas.draw()
-    return [ax.transData.transform(line.get_xydata()) for line in ax.lines if len(line.get_xdata())]
+    centres = []
+    for line in ax.lines:
+        xy = ax.transData.transform(line.get_xydata())
+        every = line.get_markevery()
+        centres.append(xy[every] if isinstance(every, list) else xy)
+    return [xy for xy in centres if len(xy)]
 
 
 def min_marker_gap(ax: plt.Axes) -> float:
-    """Smallest distance, in points, between two markers of the same curve (inf if none)."""
+    """Smallest distance, in points, between two shown markers of one curve (inf if none)."""
     gaps = []
     for xy in marker_centres(ax):
         if len(xy) > 1:
@@ -80,12 +86,22 @@ def min_marker_gap(ax: plt.Axes) -> float:
     return min(gaps) * 72.0 / ax.figure.dpi if gaps else float("inf")
 
 
-def fit_marker_size(ax: plt.Axes) -> float:
-    """Shrink markers so no two of one curve overlap, within readable bounds."""
-    size = float(np.clip(0.8 * min_marker_gap(ax), MIN_MARKER_PT, MAX_MARKER_PT))
+def thin_markers(ax: plt.Axes, size: float = MARKER_PT) -> None:
+    """Show a marker only where it keeps one marker diameter from every shown one.
+
+    The line still passes through every point; only crowded markers (e.g. a codec's low
+    qualities bunched at low rate) are left out, so none overlap at the default size.
+    """
+    ax.figure.canvas.draw()
+    min_gap_px = size * GAP_FACTOR * ax.figure.dpi / 72.0
     for line in ax.lines:
+        xy = ax.transData.transform(line.get_xydata())
+        kept: list[int] = []
+        for i, point in enumerate(xy):
+            if all(np.hypot(*(point - xy[j])) >= min_gap_px for j in kept):
+                kept.append(i)
         line.set_markersize(size)
-    return size
+        line.set_markevery(kept)
 
 
 def save_figure(fig: plt.Figure, stem: Path) -> list[Path]:

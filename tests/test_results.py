@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from benchmarks.errors import BenchError
-from benchmarks.plots import MIN_MARKER_PT, min_marker_gap, rd_figure
+from benchmarks.plots import MARKER_PT, min_marker_gap, rd_figure
 from benchmarks.report import render_report
 from benchmarks.results import COLUMNS, aggregate, make_frame, read_results, write_results
 from benchmarks.run_codecs import CodecSweep, parse_values, plan_sweeps, run_codecs
@@ -74,9 +74,18 @@ def test_unknown_rate_kind_is_refused():
 def test_plot_markers_never_overlap_on_real_data(frame):
     fig = rd_figure(aggregate(frame), "psnr", "kodak")
     ax = fig.axes[0]
-    size = ax.lines[0].get_markersize()
-    assert size >= MIN_MARKER_PT
-    assert min_marker_gap(ax) >= size  # centres at least one marker diameter apart
+    assert all(line.get_markersize() == MARKER_PT for line in ax.lines)
+    assert min_marker_gap(ax) >= MARKER_PT  # centres at least one marker diameter apart
+
+
+def test_crowded_markers_are_thinned_not_shrunk():
+    rate = np.r_[np.linspace(0.10, 0.12, 10), np.linspace(0.5, 3.0, 6)]
+    agg = pd.DataFrame({"method": "codec", "rate_kind": "coded", "bpp": rate,
+                        "psnr": 30 + 3 * np.log2(rate), "n_images": 1})  # fmt: skip
+    ax = rd_figure(agg, "psnr", "crowded").axes[0]
+    shown = ax.lines[0].get_markevery()
+    assert 7 <= len(shown) < 16  # the ten crowded points keep only a few markers
+    assert min_marker_gap(ax) >= MARKER_PT
     assert "bpp" not in ax.get_xlabel() or "bits per pixel" in ax.get_xlabel()
     assert "dB" in ax.get_ylabel() and ax.get_legend() is not None
 
