@@ -15,6 +15,7 @@ import typer
 
 from baselines.codec import CodecError, all_codecs
 from benchmarks import datasets
+from benchmarks.commands import models as models_commands
 from benchmarks.errors import BenchError
 from benchmarks.report import load_runs, render_report
 from benchmarks.results import (
@@ -176,16 +177,7 @@ def demo(
     typer.echo(f"open {out / 'report.md'}")
 
 
-def _register_plugins() -> None:
-    """Commands that live beside their subsystem (models) register themselves here."""
-    try:
-        from benchmarks.commands import models
-    except ImportError:
-        return
-    models.register(app)
-
-
-_register_plugins()
+models_commands.register(app)  # `models`, `train`, `eval` live beside the model code
 
 
 def main() -> None:

@@ -66,8 +66,9 @@ class LatentModel(nn.Module):
         if binary and pixels.dtype == torch.uint8 and pixels.numel() and int(pixels.max()) > 1:
             raise ModelError(
                 f"likelihood '{self.likelihood.name}' needs binary data (0/1) but these pixels go "
-                f"up to {int(pixels.max())}; for 8-bit data set likelihood to "
-                "'logistic-mixture', 'logistic' or 'gaussian' (or use binarized data)"
+                f"up to {int(pixels.max())}; for 8-bit data use likelihood 'logistic-mixture', "
+                "'logistic' or 'gaussian' (CLI: --set likelihood=logistic-mixture), "
+                "or binarized data"
             )
         return to_model_input(pixels, binary=binary)
 
@@ -184,3 +185,20 @@ def to_model_input(pixels: Tensor, binary: bool) -> Tensor:
             raise ModelError("binary data must hold only 0 and 1")
         return pixels.float()
     return pixels.float() / 255.0
+
+
+def as_nchw(pixels: Tensor, what: str = "data") -> Tensor:
+    """Check uint8 pixels and give them a channel axis: (N, H, W) -> (N, 1, H, W)."""
+    if not isinstance(pixels, Tensor):
+        raise ModelError(
+            f"{what} must be a torch.Tensor of uint8 pixels, got {type(pixels).__name__}"
+        )
+    if pixels.dtype != torch.uint8:
+        raise ModelError(f"{what} must hold uint8 pixels, got {pixels.dtype}")
+    if pixels.dim() == 3:
+        pixels = pixels.unsqueeze(1)
+    if pixels.dim() != 4 or len(pixels) == 0:
+        raise ModelError(
+            f"{what} must be (N, C, H, W) or (N, H, W) with N > 0, got {tuple(pixels.shape)}"
+        )
+    return pixels

@@ -1,0 +1,1 @@
+"""Command groups that live beside their subsystem; ``benchmarks.cli`` registers them."""

@@ -1,0 +1,100 @@
+"""The `models`, `train` and `eval` commands on a bare Typer app, with real binarized MNIST."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from benchmarks.commands.models import parse_overrides, parse_value, register
+from benchmarks.errors import BenchError
+from vlae_models.core import ModelError
+from vlae_models.train import TrainConfig
+from vlae_models.vae import BetaVAEConfig
+
+
+@pytest.fixture()
+def app() -> typer.Typer:
+    app = typer.Typer()
+    register(app)
+    return app
+
+
+def test_models_lists_the_registry(app: typer.Typer):
+    result = CliRunner().invoke(app, ["models"])
+    assert result.exit_code == 0, result.output
+    for name in ("beta-vae", "vq-vae", "hvae"):
+        assert name in result.output
+    assert "likelihood='bernoulli'" in result.output
+
+
+def test_train_then_eval(app: typer.Typer, data_root: Path, tmp_path: Path):
+    require = data_root / "binarized_mnist"
+    if not require.is_dir():
+        pytest.skip("binarized_mnist missing")
+    run, out = tmp_path / "run", tmp_path / "eval"
+    common = ["--data-dir", str(data_root)]
+    train = [
+        "train", "beta-vae", "--dataset", "binarized-mnist", "--beta", "0.5", "--steps", "4",
+        "--set", "width=16", "--set", "latent_dim=4", "--set", "batch_size=16",
+        "--set", "progress=false", "--out", str(run), *common,
+    ]  # fmt: skip
+    result = CliRunner().invoke(app, train)
+    assert result.exit_code == 0, result.output
+    ckpt = run / "checkpoint.safetensors"
+    assert ckpt.exists() and json.loads((run / "run.json").read_text())["status"] == "complete"
+
+    evaluate = [
+        "eval", str(ckpt), "--dataset", "binarized-mnist", "--split", "test", "--iw-samples", "3",
+        "--limit", "64", "--no-progress", "--out", str(out), *common,
+    ]  # fmt: skip
+    for _ in range(2):  # evaluating twice replaces the rows instead of duplicating them
+        result = CliRunner().invoke(app, evaluate)
+        assert result.exit_code == 0, result.output
+    frame = pd.read_parquet(out / "results.parquet")
+    assert len(frame) == 1
+    row = frame.iloc[0]
+    assert (row["method"], row["param"], row["value"], row["rate_kind"]) == (
+        "beta-vae",
+        "beta",
+        0.5,
+        "kl",
+    )
+    assert row["estimator"] == "iwae" and row["iw_samples"] == 3 and row["weights"] == "ema"
+    assert json.loads(row["config"])["latent_dim"] == 4
+    assert (out / "recon_binarized-mnist_test.png").exists()
+
+
+def test_train_on_8bit_data_with_bernoulli_explains(
+    app: typer.Typer, data_root: Path, tmp_path: Path
+):
+    if not (data_root / "mnist").is_dir():
+        pytest.skip("mnist missing")
+    args = ["train", "beta-vae", "--dataset", "mnist", "--steps", "1", "--out", str(tmp_path)]
+    result = CliRunner().invoke(app, [*args, "--data-dir", str(data_root)])
+    assert isinstance(result.exception, ModelError)
+    assert "--set likelihood=logistic-mixture" in str(result.exception)
+
+
+def test_parse_overrides():
+    model, train = parse_overrides(
+        ["latent_dim=8", "likelihood=gaussian", "gaussian_std=1", "lr=1e-3", "bf16=true",
+         "grad_clip=none", "train.seed=4"],
+        BetaVAEConfig, TrainConfig,
+    )  # fmt: skip
+    assert model == {"latent_dim": 8, "likelihood": "gaussian", "gaussian_std": 1.0}
+    assert train == {"lr": 1e-3, "bf16": True, "grad_clip": None, "seed": 4}
+    assert parse_value("3") == 3 and parse_value("0.5") == 0.5 and parse_value("adam") == "adam"
+    for bad, match in [
+        ("depth=3", "unknown field"),
+        ("latent_dim=2.5", "expected an integer"),
+        ("bf16=yes", "expected true or false"),
+        ("novalue", "key=value"),
+        ("model.lr=1", "unknown model config field"),
+    ]:
+        with pytest.raises(BenchError, match=match):
+            parse_overrides([bad], BetaVAEConfig, TrainConfig)

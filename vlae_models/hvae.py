@@ -1,0 +1,175 @@
+"""Hierarchical VAE with top-down inference (Sønderby 2016 LVAE; Kingma 2016 IAF-ResNet;
+Child 2021 VDVAE).
+
+A bottom-up pass computes one feature map per level from x. The top-down pass starts from a
+learned constant h and visits the levels in generation order (level 0 first, the "top"):
+
+    prior     p(z_l | z_<l)    = N(mu_p, sigma_p)  from h
+    posterior q(z_l | x, z_<l) = N(mu_q, sigma_q)  from [h, bottom-up features of level l]
+    h <- h + (residual from the prior head) + proj(z_l);  h <- ResBlock(h)
+
+so prior and posterior share the top-down state, as in LVAE/VDVAE. Every level is a
+``z_channels`` x (H/4) x (W/4) latent map. ``rate`` is the sum over levels of the analytic
+KL(q || p) given the sampled z of the levels above, and ``extras["kl_levels"]`` (B, L) holds
+each level's KL. Levels are numbered in generation order: level 0 is the top (sampled from
+its learned prior first), level L-1 is the one closest to the data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from vlae_models.core import LatentModel, ModelError, ModelOutput, register
+from vlae_models.distributions import (
+    gaussian_log_prob,
+    kl_diag_gaussians,
+    rsample,
+    split_gaussian,
+)
+from vlae_models.layers.resblocks import Bottleneck, ResBlock, check_image_shape, down_stem, up_stem
+from vlae_models.likelihoods import make_likelihood
+
+
+@dataclass
+class HVAEConfig:
+    """Sizes are for 1x28x28 MNIST: every level is ``z_channels`` x 7 x 7."""
+
+    in_channels: int = 1
+    image_size: int = 28
+    levels: int = 2
+    width: int = 32
+    z_channels: int = 4
+    likelihood: str = "bernoulli"
+    n_mix: int = 5
+    gaussian_std: float = 0.1
+
+
+class TopDownLevel(nn.Module):
+    """One stochastic level: prior head, posterior head, z projection and a residual block."""
+
+    def __init__(self, width: int, z_channels: int) -> None:
+        super().__init__()
+        mid = max(width // 4, 8)
+        self.z_channels = z_channels
+        self.prior = Bottleneck(width, mid, 2 * z_channels + width)
+        self.posterior = Bottleneck(2 * width, mid, 2 * z_channels)
+        self.z_proj = nn.Conv2d(z_channels, width, 1)
+        self.block = ResBlock(width)
+        # The prior head starts at N(0, 1) with no residual; VDVAE initialises it the same way.
+        nn.init.zeros_(self.prior.net[-1].weight)
+        nn.init.zeros_(self.prior.net[-1].bias)
+
+    def heads(self, h: Tensor, bottom_up: Tensor | None):
+        """Prior (mean, std), posterior (mean, std) or None, and the updated state h."""
+        zc = self.z_channels
+        p_out = self.prior(h)
+        p_mean, p_std = split_gaussian(p_out[:, : 2 * zc])
+        h = h + p_out[:, 2 * zc :]
+        q = None
+        if bottom_up is not None:
+            q = split_gaussian(self.posterior(torch.cat([h, bottom_up], dim=1)))
+        return (p_mean, p_std), q, h
+
+    def advance(self, h: Tensor, z: Tensor) -> Tensor:
+        return self.block(h + self.z_proj(z))
+
+
+@register("hvae", HVAEConfig, "Hierarchical VAE: top-down inference, L levels (LVAE/VDVAE)")
+class HVAE(LatentModel):
+    def __init__(self, config: HVAEConfig) -> None:
+        super().__init__()
+        if config.levels < 1:
+            raise ModelError(f"levels must be >= 1, got {config.levels}")
+        if config.image_size % 4:
+            raise ModelError(f"image_size must be divisible by 4, got {config.image_size}")
+        self.config = config
+        self.likelihood = make_likelihood(
+            config.likelihood,
+            config.in_channels,
+            n_mix=config.n_mix,
+            gaussian_std=config.gaussian_std,
+        )
+        side = config.image_size // 4
+        self.stem = down_stem(config.in_channels, config.width, n_res=0)
+        self.bottom_up = nn.ModuleList(ResBlock(config.width) for _ in range(config.levels))
+        self.h_top = nn.Parameter(torch.zeros(1, config.width, side, side))
+        self.levels = nn.ModuleList(
+            TopDownLevel(config.width, config.z_channels) for _ in range(config.levels)
+        )
+        self.decoder = up_stem(config.width, self.likelihood.param_channels)
+
+    def encode(self, x: Tensor) -> list[Tensor]:
+        """Bottom-up features, one per level in generation order (level 0 = deepest)."""
+        check_image_shape(x, self.config.in_channels, self.config.image_size, "hvae")
+        h = self.stem(x)
+        feats = []
+        for block in self.bottom_up:
+            h = block(h)
+            feats.append(h)
+        return feats[::-1]
+
+    def _top_down(self, feats: list[Tensor], mode: str, k: int = 1):
+        """Run the levels; ``mode`` is "sample" (z ~ q) or "mean" (z = mean of q).
+
+        With ``k`` > 1 every image gets k independent samples (rows image-major, as
+        ``repeat_interleave``); the level-0 heads depend on x alone, so they run once per
+        image and are then repeated. Returns the final state h and per level
+        (z, prior, posterior).
+        """
+        h = self.h_top.expand(feats[0].shape[0], -1, -1, -1)
+        trace = []
+        for i, (level, bu) in enumerate(zip(self.levels, feats, strict=True)):
+            if i > 0 and k > 1:
+                bu = bu.repeat_interleave(k, dim=0)
+            prior, post, h = level.heads(h, bu)
+            if i == 0 and k > 1:
+                prior, post = _repeat(prior, k), _repeat(post, k)
+                h = h.repeat_interleave(k, dim=0)
+            z = rsample(*post) if mode == "sample" else post[0]
+            h = level.advance(h, z)
+            trace.append((z, prior, post))
+        return h, trace
+
+    def forward(self, x: Tensor) -> ModelOutput:
+        h, trace = self._top_down(self.encode(x), "sample")
+        distortion = -self.likelihood.log_prob(self.decoder(h), x)
+        kl = torch.stack(
+            [kl_diag_gaussians(*post, *prior).flatten(1).sum(1) for _, prior, post in trace], dim=1
+        )
+        return ModelOutput(distortion=distortion, rate=kl.sum(1), extras={"kl_levels": kl})
+
+    @torch.no_grad()
+    def reconstruct(self, x: Tensor) -> Tensor:
+        h, _ = self._top_down(self.encode(x), "mean")
+        return self.likelihood.mean(self.decoder(h))
+
+    @torch.no_grad()
+    def sample(self, n: int, mode: str = "mean") -> Tensor:
+        h = self.h_top.expand(n, -1, -1, -1)
+        for level in self.levels:
+            prior, _, h = level.heads(h, None)
+            h = level.advance(h, rsample(*prior))
+        params = self.decoder(h)
+        return self.likelihood.mean(params) if mode == "mean" else self.likelihood.sample(params)
+
+    def posterior_moments(self, x: Tensor) -> list[tuple[Tensor, Tensor]]:
+        _, trace = self._top_down(self.encode(x), "mean")
+        return [(post[0].flatten(1), post[1].flatten(1)) for _, _, post in trace]
+
+    def log_importance_weights(self, x: Tensor, k: int) -> Tensor:
+        """Bottom-up once per image, then k top-down samples per image in one batch."""
+        b = x.shape[0]
+        h, trace = self._top_down(self.encode(x), "sample", k=k)
+        log_w = self.likelihood.log_prob(self.decoder(h), x.repeat_interleave(k, dim=0))
+        for z, prior, post in trace:
+            log_w = log_w + (gaussian_log_prob(z, *prior) - gaussian_log_prob(z, *post)).flatten(
+                1
+            ).sum(1)
+        return log_w.view(b, k)
+
+
+def _repeat(pair: tuple[Tensor, Tensor], k: int) -> tuple[Tensor, Tensor]:
+    return pair[0].repeat_interleave(k, dim=0), pair[1].repeat_interleave(k, dim=0)

@@ -1,0 +1,442 @@
+"""The one training loop for every model.
+
+Objective per batch (sums over dimensions, means over the batch, as everywhere):
+
+    loss = distortion + beta_t * max(rate, free_bits) + aux_loss
+
+* ``beta_t`` ramps linearly from 0 to ``beta`` over ``warmup_steps`` (KL warm-up,
+  Sønderby et al. 2016).
+* ``free_bits`` (nats) floors the batch-mean total rate, as the VLAE authors' code does
+  (Chen et al. 2017; Kingma et al. 2016 floor each group instead: ``free_bits_mode="level"``
+  floors each level of a hierarchical VAE).
+* With ``capacity_gamma > 0`` the rate term is instead ``gamma * |rate - C|`` with C rising
+  linearly from 0 to ``capacity_max`` nats over ``capacity_steps`` (Burgess et al. 2018);
+  beta, warm-up and free bits are then unused.
+* ``aux_loss`` is what a model adds beside rate and distortion (VQ-VAE's commitment loss).
+
+Each step is skipped (no update) if the loss or the gradient norm is not finite, or the
+gradient norm exceeds ``skip_grad_norm``; more than ``max_consecutive_skips`` skips in a row
+raise :class:`TrainingDivergedError` naming the step. Gradients are clipped to ``grad_clip``.
+Polyak/EMA weights (``ema_decay``) are kept beside the raw weights and are what evaluation
+uses. Data stay in memory as one uint8 tensor and are batched by index: epoch e uses the
+permutation drawn from ``seed`` and e, so the data order at any step is known without state.
+
+Checkpoints (``checkpoint.safetensors`` in ``out_dir``, see :mod:`vlae_models.checkpoint`)
+hold weights, EMA weights, optimizer state, RNG state and the step. Calling :func:`train`
+again on the same ``out_dir`` resumes from the last checkpoint; on CPU the continuation is
+bit-identical to an uninterrupted run (same thread count assumed).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from vlae_models import checkpoint
+from vlae_models.core import LatentModel, ModelError, ModelOutput, as_nchw, build
+
+CHECKPOINT_NAME = "checkpoint.safetensors"
+LOG_NAME = "train_log.jsonl"
+OPTIMIZERS = ("adam", "adamax", "adamw")
+# Settings that may change between an interrupted run and its resumption.
+_RESUMABLE_CHANGES = {"steps", "epochs", "checkpoint_every", "log_every", "eval_every", "progress"}
+
+
+class TrainingDivergedError(ModelError):
+    """Too many consecutive steps had a non-finite loss or gradient."""
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run; stored in each checkpoint."""
+
+    optimizer: str = "adamax"  # "adam", "adamax" or "adamw"
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    batch_size: int = 128
+    steps: int | None = None  # set exactly one of steps / epochs
+    epochs: float | None = None
+    beta: float = 1.0
+    warmup_steps: int = 0  # KL warm-up: beta ramps from 0 over this many steps
+    free_bits: float = 0.0  # nats; floor on the batch-mean rate
+    free_bits_mode: str = "total"  # "total" or "level" (per level of a hierarchical VAE)
+    capacity_gamma: float = 0.0  # > 0 switches to Burgess et al.'s gamma * |KL - C|
+    capacity_max: float = 25.0  # nats
+    capacity_steps: int = 10_000
+    grad_clip: float | None = None  # max global gradient norm; None = no clipping
+    skip_grad_norm: float | None = None  # skip updates whose gradient norm is above this
+    ema_decay: float = 0.998  # Polyak/EMA weights for evaluation; 0 = off
+    max_consecutive_skips: int = 10
+    seed: int = 0
+    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
+    bf16: bool = False  # bfloat16 autocast on CUDA (likelihoods and quantisers stay fp32)
+    checkpoint_every: int = 1000
+    log_every: int = 50
+    eval_every: int = 0  # evaluate on eval_data every N steps (0: only at the end)
+    progress: bool = True  # tqdm progress bar
+
+
+def validate(config: TrainConfig) -> None:
+    if config.optimizer not in OPTIMIZERS:
+        raise ModelError(f"optimizer must be one of {OPTIMIZERS}, got '{config.optimizer}'")
+    if (config.steps is None) == (config.epochs is None):
+        raise ModelError("set exactly one of steps and epochs")
+    if config.steps is not None and config.steps < 1:
+        raise ModelError(f"steps must be >= 1, got {config.steps}")
+    if config.epochs is not None and config.epochs <= 0:
+        raise ModelError(f"epochs must be > 0, got {config.epochs}")
+    if config.batch_size < 1:
+        raise ModelError(f"batch_size must be >= 1, got {config.batch_size}")
+    if config.free_bits_mode not in ("total", "level"):
+        raise ModelError(
+            f"free_bits_mode must be 'total' or 'level', got '{config.free_bits_mode}'"
+        )
+    if config.max_consecutive_skips < 0:
+        raise ModelError("max_consecutive_skips must be >= 0")
+    if not 0.0 <= config.ema_decay < 1.0:
+        raise ModelError(f"ema_decay must be in [0, 1), got {config.ema_decay}")
+    if config.checkpoint_every < 1 or config.log_every < 1:
+        raise ModelError("checkpoint_every and log_every must be >= 1")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ModelError(f"device '{name}' requested but CUDA is not available")
+    return device
+
+
+def total_steps(config: TrainConfig, n: int) -> int:
+    if config.steps is not None:
+        return config.steps
+    per_epoch = max(1, n // min(config.batch_size, n))
+    return max(1, math.ceil(config.epochs * per_epoch))
+
+
+class EpochBatches:
+    """Indices of the batch at any step: epoch e is a permutation seeded by (seed, e).
+
+    Each epoch visits ``n // batch_size`` full batches (the remainder is dropped). The order is
+    a pure function of (seed, step), which is what makes resumption exact.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int) -> None:
+        self.n, self.batch_size, self.seed = n, min(batch_size, n), seed
+        self.per_epoch = max(1, n // self.batch_size)
+        self._epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
+
+    def indices(self, step: int) -> Tensor:
+        epoch, pos = divmod(step, self.per_epoch)
+        if epoch != self._epoch:
+            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._epoch, self._perm = epoch, torch.randperm(self.n, generator=gen)
+        return self._perm[pos * self.batch_size : (pos + 1) * self.batch_size]
+
+
+class WeightEMA:
+    """Polyak averaging of every floating-point tensor in the state dict.
+
+    The decay at update t is ``min(decay, (1 + t) / (10 + t))`` (TensorFlow's
+    ExponentialMovingAverage with num_updates), so short runs are not dominated by the
+    initial weights. Integer buffers are copied.
+    """
+
+    def __init__(self, model: LatentModel, decay: float) -> None:
+        self.decay = decay
+        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: LatentModel, step: int) -> None:
+        d = min(self.decay, (1.0 + step) / (10.0 + step))
+        for key, value in model.state_dict().items():
+            shadow = self.shadow[key]
+            if shadow.is_floating_point():
+                shadow.lerp_(value.detach(), 1.0 - d)
+            else:
+                shadow.copy_(value)
+
+    def averaged_model(self, model: LatentModel) -> LatentModel:
+        """A copy of ``model`` holding the averaged weights, in eval mode."""
+        twin = copy.deepcopy(model)
+        twin.load_state_dict(self.shadow)
+        return twin.eval()
+
+
+def make_optimizer(model: LatentModel, config: TrainConfig) -> torch.optim.Optimizer:
+    cls = {"adam": torch.optim.Adam, "adamax": torch.optim.Adamax, "adamw": torch.optim.AdamW}
+    return cls[config.optimizer](model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+
+def beta_at(config: TrainConfig, step: int) -> float:
+    """KL warm-up: beta * min(1, (step + 1) / warmup_steps)."""
+    if config.warmup_steps <= 0:
+        return config.beta
+    return config.beta * min(1.0, (step + 1) / config.warmup_steps)
+
+
+def capacity_at(config: TrainConfig, step: int) -> float:
+    """Burgess et al. 2018: the target KL C rises linearly to capacity_max."""
+    if config.capacity_steps <= 0:
+        return config.capacity_max
+    return config.capacity_max * min(1.0, step / config.capacity_steps)
+
+
+def objective(out: ModelOutput, config: TrainConfig, step: int) -> tuple[Tensor, float]:
+    """The training loss for one batch and the beta used (see the module docstring)."""
+    rate = out.rate.float()
+    if config.capacity_gamma > 0:
+        rate_term = config.capacity_gamma * (rate.mean() - capacity_at(config, step)).abs()
+        beta = float("nan")
+    else:
+        beta = beta_at(config, step)
+        if config.free_bits <= 0:
+            floored = rate.mean()
+        elif config.free_bits_mode == "level" and "kl_levels" in out.extras:
+            floored = out.extras["kl_levels"].float().mean(0).clamp(min=config.free_bits).sum()
+        else:
+            floored = rate.mean().clamp(min=config.free_bits)
+        rate_term = beta * floored
+    loss = out.distortion.float().mean() + rate_term
+    if "aux_loss" in out.extras:
+        loss = loss + out.extras["aux_loss"].float().mean()
+    return loss, beta
+
+
+def data_fingerprint(pixels: Tensor) -> dict[str, Any]:
+    digest = hashlib.sha256(pixels.contiguous().cpu().numpy().tobytes()).hexdigest()
+    return {"shape": list(pixels.shape), "sha256": digest}
+
+
+def _check_model_data(model: LatentModel, pixels: Tensor) -> None:
+    config = model.config
+    c, h, w = pixels.shape[1:]
+    want = (getattr(config, "in_channels", c), getattr(config, "image_size", h))
+    if (c, h) != want or h != w:
+        raise ModelError(
+            f"data is {c}x{h}x{w} but the model expects {want[0]}x{want[1]}x{want[1]}; "
+            "set in_channels / image_size in the model config"
+        )
+    model.prepare(pixels.amax(dim=0, keepdim=True))  # raises if 8-bit data meet a binary likelihood
+
+
+def _diff(stored: dict[str, Any], now: dict[str, Any], skip: set[str]) -> list[str]:
+    keys = sorted((set(stored) | set(now)) - skip)
+    return [
+        f"{k}: {stored.get(k)!r} -> {now.get(k)!r}" for k in keys if stored.get(k) != now.get(k)
+    ]
+
+
+class _Window:
+    """Means of the logged quantities over the steps since the last log line."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.count = 0
+
+    def add(self, **values: float) -> None:
+        for k, v in values.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+        self.count += 1
+
+    def flush(self) -> dict[str, float]:
+        means = {k: v / self.count for k, v in self.sums.items()} if self.count else {}
+        self.sums, self.count = {}, 0
+        return means
+
+
+def train(
+    model_name_or_model: str | LatentModel,
+    train_data: Tensor,
+    *,
+    config: TrainConfig,
+    out_dir: Path | str,
+    eval_data: Tensor | None = None,
+    model_config: dict[str, Any] | None = None,
+    resume: bool = True,
+) -> Path:
+    """Train a model on uint8 pixels (N, C, H, W) and return the path of its checkpoint.
+
+    ``model_name_or_model`` is a registry name (built with ``model_config`` overrides, after
+    seeding with ``config.seed``) or a model instance. If ``out_dir`` already holds a
+    checkpoint and ``resume`` is true, training continues from it; settings other than
+    steps/epochs and the logging cadence must match the stored ones.
+    ``eval_data`` (uint8) is evaluated with the EMA weights every ``eval_every`` steps and at
+    the end; the numbers go to ``train_log.jsonl`` beside the checkpoint.
+    """
+    validate(config)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pixels = as_nchw(train_data, "train_data")
+    eval_pixels = as_nchw(eval_data, "eval_data") if eval_data is not None else None
+    device = resolve_device(config.device)
+    use_bf16 = config.bf16 and device.type == "cuda"
+    if config.bf16 and not use_bf16:
+        warnings.warn("bf16 autocast is only used on CUDA; training in float32", stacklevel=2)
+
+    torch.manual_seed(config.seed)
+    if isinstance(model_name_or_model, str):
+        model = build(model_name_or_model, **(model_config or {}))
+    else:
+        if model_config:
+            raise ModelError("model_config applies only when the model is given by name")
+        model = model_name_or_model
+    _check_model_data(model, pixels)
+    model.to(device).train()
+    optimizer = make_optimizer(model, config)
+    ema = WeightEMA(model, config.ema_decay) if config.ema_decay > 0 else None
+    fingerprint = data_fingerprint(pixels)
+    ckpt = out_dir / CHECKPOINT_NAME
+    log_path = out_dir / LOG_NAME
+    start, skipped, consecutive = 0, 0, 0
+
+    if resume and ckpt.exists():
+        loaded = checkpoint.read(ckpt)
+        _check_resumable(ckpt, loaded[1], model, config, fingerprint)
+        meta, ema_state = checkpoint.restore_training(ckpt, model, optimizer, loaded)
+        if ema is not None and ema_state is not None:
+            ema.shadow = {k: v.to(device) for k, v in ema_state.items()}
+        start, skipped = int(meta["step"]), int(meta.get("skipped_steps", 0))
+        consecutive = int(meta.get("consecutive_skips", 0))
+        _truncate_log(log_path, start)
+    else:
+        log_path.unlink(missing_ok=True)
+        torch.manual_seed(config.seed)  # the loop's own randomness: z samples, code restarts
+
+    total = total_steps(config, len(pixels))
+    pixels = pixels.to(device)
+    batches = EpochBatches(len(pixels), config.batch_size, config.seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    window = _Window()
+    name = getattr(model, "registry_name", type(model).__name__)
+    bar = tqdm(
+        total=total, initial=start, desc=f"train {name}", disable=not config.progress,
+        dynamic_ncols=True,
+    )  # fmt: skip
+
+    def save(step: int) -> None:
+        checkpoint.save(
+            ckpt, model, train_config=config, step=step, optimizer=optimizer,
+            ema_state=ema.shadow if ema is not None else None, save_rng=True,
+            extra={
+                "skipped_steps": skipped, "consecutive_skips": consecutive,
+                "total_steps": total, "data_fingerprint": fingerprint,
+            },
+        )  # fmt: skip
+
+    def log(record: dict[str, Any]) -> None:
+        with log_path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    try:
+        for step in range(start, total):
+            x = model.prepare(pixels[batches.indices(step).to(device)])
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                out = model(x)
+            loss, beta = objective(out, config, step)
+            optimizer.zero_grad(set_to_none=True)
+            grad_norm = float("nan")
+            loss_value = float(loss.detach())
+            if math.isfinite(loss_value):
+                loss.backward()
+                max_norm = config.grad_clip if config.grad_clip is not None else math.inf
+                grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+            too_big = config.skip_grad_norm is not None and grad_norm > config.skip_grad_norm
+            if math.isfinite(loss_value) and math.isfinite(grad_norm) and not too_big:
+                optimizer.step()
+                if ema is not None:
+                    ema.update(model, step)
+                consecutive = 0
+                window.add(
+                    loss=loss_value,
+                    rate=float(out.rate.detach().float().mean()),
+                    distortion=float(out.distortion.detach().float().mean()),
+                    grad_norm=grad_norm,
+                )
+            else:
+                optimizer.zero_grad(set_to_none=True)
+                skipped += 1
+                consecutive += 1
+                reason = (
+                    f"loss {loss_value}"
+                    if not math.isfinite(loss_value)
+                    else f"grad norm {grad_norm}"
+                )
+                bar.write(f"step {step + 1}: update skipped ({reason})")
+                if consecutive > config.max_consecutive_skips:
+                    last = f"last checkpoint {ckpt}" if ckpt.exists() else "no checkpoint written"
+                    raise TrainingDivergedError(
+                        f"training diverged at step {step + 1}: {consecutive} consecutive "
+                        f"updates skipped (latest: {reason}; max_consecutive_skips="
+                        f"{config.max_consecutive_skips}); {last}. Try a lower lr, grad_clip, "
+                        "warmup_steps or bf16=False"
+                    )
+            done = step + 1
+            if done % config.log_every == 0 or done == total:
+                means = window.flush()
+                record = {"step": done, "skipped": skipped, **means}
+                if math.isfinite(beta):  # NaN under the capacity objective, which has no beta
+                    record["beta"] = beta
+                log(record)
+                if means:
+                    bar.set_postfix(
+                        loss=f"{means['loss']:.2f}", rate=f"{means['rate']:.2f}",
+                        distortion=f"{means['distortion']:.2f}",
+                    )  # fmt: skip
+            if eval_pixels is not None and config.eval_every and done % config.eval_every == 0:
+                log({"step": done, "eval": _quick_eval(model, ema, eval_pixels)})
+            if done % config.checkpoint_every == 0 or done == total:
+                save(done)
+            bar.update(1)
+    finally:
+        bar.close()
+    if eval_pixels is not None:
+        log({"step": total, "eval": _quick_eval(model, ema, eval_pixels)})
+    return ckpt
+
+
+def _check_resumable(
+    path: Path, meta: dict[str, Any], model: LatentModel, config: TrainConfig, fingerprint: dict
+) -> None:
+    if meta.get("model") != getattr(model, "registry_name", None):
+        raise ModelError(f"cannot resume from {path}: it holds model '{meta.get('model')}'")
+    stored_cfg = meta.get("train_config") or {}
+    changed = _diff(stored_cfg, dataclasses.asdict(config), _RESUMABLE_CHANGES | {"device"})
+    changed += _diff(meta.get("model_config") or {}, dataclasses.asdict(model.config), set())
+    if changed:
+        raise ModelError(
+            f"cannot resume from {path}: settings differ from the stored run "
+            f"({'; '.join(changed)}); use another output folder or the stored settings"
+        )
+    if meta.get("data_fingerprint") not in (None, fingerprint):
+        raise ModelError(f"cannot resume from {path}: it was trained on different data")
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log lines written after the checkpoint we resume from."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
+    path.write_text("".join(line + "\n" for line in keep))
+
+
+def _quick_eval(model: LatentModel, ema: WeightEMA | None, pixels: Tensor) -> dict[str, float]:
+    """Negative ELBO and its parts on ``pixels`` with the EMA weights (no IWAE, no MI)."""
+    from vlae_models.evaluate import evaluate
+
+    target = ema.averaged_model(model) if ema is not None else copy.deepcopy(model).eval()
+    rows = evaluate(target, pixels, iw_samples=0, mutual_info=False)
+    keep = ("rate_kind", "rate_nats", "distortion_nats", "nll_nats", "bits_per_dim")
+    return {r["rate_kind"] + ":" + k: r[k] for r in rows for k in keep[1:] if k in r}
