@@ -53,6 +53,11 @@ class LatentModel(nn.Module):
     rate_kind: ClassVar[str] = "kl"
     has_continuous_latents: ClassVar[bool] = True
 
+    @property
+    def free_bits_nats(self) -> float:
+        """The free-bits floor the training loop uses unless a run sets its own (nats)."""
+        return 0.0
+
     def loss(self, out: ModelOutput, beta: float = 1.0) -> Tensor:
         """Batch-mean of ``distortion + beta * rate`` (+ ``extras["aux_loss"]`` if present)."""
         total = out.distortion + beta * out.rate

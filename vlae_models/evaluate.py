@@ -66,6 +66,7 @@ def evaluate(
     max_iw_rows: int = 8192,
     mutual_info: bool = True,
     mi_max_examples: int = 10_000,
+    recon_examples: int | None = None,
     out_dir: Path | str | None = None,
     progress: bool = False,
 ) -> list[dict[str, Any]]:
@@ -74,8 +75,13 @@ def evaluate(
     ``iw_samples`` = k > 0 adds the IWAE estimate (continuous latents only); ``max_iw_rows``
     bounds how many decoder rows one vectorised call holds. ``seed`` fixes every random draw
     without touching the caller's RNG. With ``out_dir``, reconstruction and sample grids are
-    saved as PNG (samples are the likelihood's mean).
+    saved as PNG (samples are the likelihood's mean). Reconstruction error (``mse``,
+    ``psnr``) uses the first ``recon_examples`` images: all of them by default, 256 for
+    autoregressive decoders, whose reconstructions cost H*W sequential passes each; the row's
+    ``recon_examples`` column says how many.
     """
+    if recon_examples is None:
+        recon_examples = 256 if getattr(model, "autoregressive", False) else len(data)
     pixels = as_nchw(data, "data")
     model.eval()
     device = next(model.parameters()).device
@@ -83,7 +89,7 @@ def evaluate(
     fork = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=fork), torch.no_grad():
         torch.manual_seed(seed)
-        stats = _pass(model, pixels, batch_size, device, keep_top=mutual_info)
+        stats = _pass(model, pixels, batch_size, device, mutual_info, recon_examples)
         iwae = None
         if iw_samples > 0 and model.has_continuous_latents:
             iwae = _iwae(model, pixels, iw_samples, max_iw_rows, device, progress)
@@ -103,6 +109,7 @@ def evaluate(
         "distortion_nats": stats["distortion"],
         "mse": stats["mse"],
         "psnr": stats["psnr"],
+        "recon_examples": stats["recon_examples"],
         "config": json.dumps(dataclasses.asdict(model.config), sort_keys=True),
     }
     if beta is not None:
@@ -165,13 +172,18 @@ def evaluate(
 
 
 def _pass(
-    model: LatentModel, pixels: Tensor, batch_size: int, device: torch.device, keep_top: bool
+    model: LatentModel,
+    pixels: Tensor,
+    batch_size: int,
+    device: torch.device,
+    keep_top: bool,
+    recon_examples: int,
 ):
     """One sweep over the split: sums of rate/distortion, recon error, posterior moments."""
     n = len(pixels)
     sums: dict[str, float] = {"rate": 0.0, "distortion": 0.0}
     moments = model.has_continuous_latents
-    sq_err, psnr_sum = 0.0, 0.0
+    sq_err, psnr_sum, n_recon = 0.0, 0.0, 0
     kl_levels: Tensor | None = None
     mom_sum: list[Tensor] = []
     mom_sq: list[Tensor] = []
@@ -208,11 +220,20 @@ def _pass(
                 if i == 0 and keep_top:
                     top_mean.append(mean)
                     top_std.append(std.double().cpu())
-        mse = _mse_8bit(raw, model.reconstruct(x), binary=bool(model.likelihood.binary))
-        sq_err += float(mse.sum())
-        psnr_sum += float((10.0 * torch.log10(255.0**2 / mse.clamp(min=1e-10))).sum())
+        todo = min(recon_examples - n_recon, len(x))
+        if todo > 0:
+            binary = bool(model.likelihood.binary)
+            mse = _mse_8bit(raw[:todo], model.reconstruct(x[:todo]), binary=binary)
+            sq_err += float(mse.sum())
+            psnr_sum += float((10.0 * torch.log10(255.0**2 / mse.clamp(min=1e-10))).sum())
+            n_recon += todo
     stats: dict[str, Any] = {k: v / n for k, v in sums.items()}
-    stats["mse"], stats["psnr"] = sq_err / n, psnr_sum / n
+    n_recon = max(n_recon, 1)
+    stats["mse"], stats["psnr"], stats["recon_examples"] = (
+        sq_err / n_recon,
+        psnr_sum / n_recon,
+        n_recon,
+    )
     if counts is not None:
         p = counts.double() / counts.sum()
         nz = p[p > 0]

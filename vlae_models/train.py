@@ -69,7 +69,7 @@ class TrainConfig:
     epochs: float | None = None
     beta: float = 1.0
     warmup_steps: int = 0  # KL warm-up: beta ramps from 0 over this many steps
-    free_bits: float = 0.0  # nats; floor on the batch-mean rate
+    free_bits: float | None = None  # nats floor on the batch-mean rate; None = model's default
     free_bits_mode: str = "total"  # "total" or "level" (per level of a hierarchical VAE)
     capacity_gamma: float = 0.0  # > 0 switches to Burgess et al.'s gamma * |KL - C|
     capacity_max: float = 25.0  # nats
@@ -194,20 +194,33 @@ def capacity_at(config: TrainConfig, step: int) -> float:
     return config.capacity_max * min(1.0, step / config.capacity_steps)
 
 
-def objective(out: ModelOutput, config: TrainConfig, step: int) -> tuple[Tensor, float]:
-    """The training loss for one batch and the beta used (see the module docstring)."""
+def free_bits_floor(config: TrainConfig, model: LatentModel) -> float:
+    """The free-bits floor in nats: the run's setting, else the model's own default
+    (``model.free_bits_nats``: 0.01 nats per dimension for the VLAE, 0 for the others)."""
+    return model.free_bits_nats if config.free_bits is None else config.free_bits
+
+
+def objective(
+    out: ModelOutput, config: TrainConfig, step: int, free_bits: float | None = None
+) -> tuple[Tensor, float]:
+    """The training loss for one batch and the beta used (see the module docstring).
+
+    ``free_bits`` is the resolved floor (``free_bits_floor``); None uses ``config.free_bits``.
+    """
+    if free_bits is None:
+        free_bits = config.free_bits or 0.0
     rate = out.rate.float()
     if config.capacity_gamma > 0:
         rate_term = config.capacity_gamma * (rate.mean() - capacity_at(config, step)).abs()
         beta = float("nan")
     else:
         beta = beta_at(config, step)
-        if config.free_bits <= 0:
+        if free_bits <= 0:
             floored = rate.mean()
         elif config.free_bits_mode == "level" and "kl_levels" in out.extras:
-            floored = out.extras["kl_levels"].float().mean(0).clamp(min=config.free_bits).sum()
+            floored = out.extras["kl_levels"].float().mean(0).clamp(min=free_bits).sum()
         else:
-            floored = rate.mean().clamp(min=config.free_bits)
+            floored = rate.mean().clamp(min=free_bits)
         rate_term = beta * floored
     loss = out.distortion.float().mean() + rate_term
     if "aux_loss" in out.extras:
@@ -345,7 +358,7 @@ def train(
             x = model.prepare(pixels[batches.indices(step).to(device)])
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 out = model(x)
-            loss, beta = objective(out, config, step)
+            loss, beta = objective(out, config, step, free_bits_floor(config, model))
             optimizer.zero_grad(set_to_none=True)
             grad_norm = float("nan")
             loss_value = float(loss.detach())
