@@ -11,6 +11,15 @@ from pathlib import Path
 import pytest
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """One intra-op thread: on a shared 2-core machine, small convolutions with several
+    threads run many times slower (threads spin while others hold the cores)."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def _require(reason: str) -> None:
     if os.environ.get("VLAE_BENCH_REQUIRE_DATA") == "1":
         pytest.fail(f"{reason} (VLAE_BENCH_REQUIRE_DATA=1)")

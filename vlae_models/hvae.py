@@ -30,7 +30,7 @@ from vlae_models.distributions import (
     split_gaussian,
 )
 from vlae_models.layers.resblocks import Bottleneck, ResBlock, check_image_shape, down_stem, up_stem
-from vlae_models.likelihoods import make_likelihood
+from vlae_models.likelihoods import likelihood_from_config
 
 
 @dataclass
@@ -86,12 +86,7 @@ class HVAE(LatentModel):
         if config.image_size % 4:
             raise ModelError(f"image_size must be divisible by 4, got {config.image_size}")
         self.config = config
-        self.likelihood = make_likelihood(
-            config.likelihood,
-            config.in_channels,
-            n_mix=config.n_mix,
-            gaussian_std=config.gaussian_std,
-        )
+        self.likelihood = likelihood_from_config(config)
         side = config.image_size // 4
         self.stem = down_stem(config.in_channels, config.width, n_res=0)
         self.bottom_up = nn.ModuleList(ResBlock(config.width) for _ in range(config.levels))

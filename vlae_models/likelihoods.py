@@ -36,6 +36,7 @@ underlying continuous logistics, clipped to [0, 1]); ``sample`` draws valid data
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -299,3 +300,14 @@ def gaussian_distortion_to_mse(distortion: Tensor, dims: int, sigma: float) -> T
 def mse_to_psnr(mse: Tensor) -> Tensor:
     """PSNR in dB for signals in [0, 1] (peak 1)."""
     return -10.0 * torch.log10(mse.clamp(min=1e-12))
+
+
+def likelihood_from_config(config: Any) -> Likelihood:
+    """The likelihood a model config names (fields ``likelihood``, ``in_channels`` and, where
+    the config has them, ``n_mix`` and ``gaussian_std``)."""
+    return make_likelihood(
+        config.likelihood,
+        config.in_channels,
+        n_mix=getattr(config, "n_mix", 5),
+        gaussian_std=getattr(config, "gaussian_std", 0.1),
+    )

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from vlae_models.core import LatentModel, ModelError, ModelOutput, register
 from vlae_models.layers.masked import LocalPixelCNN, sample_autoregressive
 from vlae_models.layers.resblocks import check_image_shape
-from vlae_models.likelihoods import Likelihood, make_likelihood
+from vlae_models.likelihoods import Likelihood, likelihood_from_config
 
 SAMPLE_MODES = ("mean", "sample")
 
@@ -215,7 +215,7 @@ class PixelCNN(LatentModel):
     def __init__(self, config: PixelCNNConfig) -> None:
         super().__init__()
         self.config = config
-        self.likelihood = make_likelihood(config.likelihood, config.in_channels, n_mix=config.n_mix)
+        self.likelihood = likelihood_from_config(config)
         self.decoder = AutoregressiveDecoder(
             self.likelihood,
             config.in_channels,

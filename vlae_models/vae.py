@@ -22,7 +22,7 @@ from vlae_models.distributions import (
     std_normal_log_prob,
 )
 from vlae_models.layers.resblocks import check_image_shape, down_stem, up_stem
-from vlae_models.likelihoods import make_likelihood
+from vlae_models.likelihoods import likelihood_from_config
 
 
 @dataclass
@@ -47,12 +47,7 @@ class BetaVAE(LatentModel):
         if config.image_size % 4:
             raise ModelError(f"image_size must be divisible by 4, got {config.image_size}")
         self.config = config
-        self.likelihood = make_likelihood(
-            config.likelihood,
-            config.in_channels,
-            n_mix=config.n_mix,
-            gaussian_std=config.gaussian_std,
-        )
+        self.likelihood = likelihood_from_config(config)
         side = config.image_size // 4
         self._grid = (config.width, side, side)
         flat = config.width * side * side

@@ -82,7 +82,7 @@ from vlae_models.distributions import (
 )
 from vlae_models.layers.flows import AutoregressiveFlowPrior
 from vlae_models.layers.resblocks import check_image_shape, down_stem, up_stem
-from vlae_models.likelihoods import make_likelihood
+from vlae_models.likelihoods import likelihood_from_config
 from vlae_models.pixelcnn import AutoregressiveDecoder, check_mode
 
 PRIORS = ("af", "gaussian")
@@ -147,7 +147,7 @@ class VLAE(LatentModel):
         c, size = config.in_channels, config.image_size
         side = size // 4
         self._grid = (config.cond_width, side, side)
-        self.likelihood = make_likelihood(config.likelihood, c, n_mix=config.n_mix)
+        self.likelihood = likelihood_from_config(config)
         self.encoder = nn.Sequential(
             down_stem(c, config.encoder_width, n_res=config.encoder_res_blocks),
             nn.SiLU(),

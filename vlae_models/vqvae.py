@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from vlae_models.core import LatentModel, ModelError, ModelOutput, register
 from vlae_models.layers.resblocks import check_image_shape, down_stem, up_stem
 from vlae_models.layers.vector_quantizer import VectorQuantizerEMA
-from vlae_models.likelihoods import make_likelihood
+from vlae_models.likelihoods import likelihood_from_config
 
 
 @dataclass
@@ -63,12 +63,7 @@ class VQVAE(LatentModel):
             raise ModelError(f"image_size must be divisible by 4, got {config.image_size}")
         self.config = config
         self.rate_kind = config.rate_kind  # type: ignore[misc]  # per instance, from the config
-        self.likelihood = make_likelihood(
-            config.likelihood,
-            config.in_channels,
-            n_mix=config.n_mix,
-            gaussian_std=config.gaussian_std,
-        )
+        self.likelihood = likelihood_from_config(config)
         side = config.image_size // 4
         self.grid = (side, side)
         self.encoder = nn.Sequential(

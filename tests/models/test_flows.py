@@ -14,14 +14,6 @@ from torch.autograd.functional import jacobian
 from vlae_models.layers.flows import MADE, AutoregressiveFlowPrior, input_degrees
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def randomise(module: nn.Module, std: float, seed: int = 0) -> nn.Module:
     """Random weights everywhere (a new flow is the identity); masks still apply in forward."""
     gen = torch.Generator().manual_seed(seed)

@@ -50,15 +50,6 @@ CONFIGS: dict[str, dict] = {
 SIZE = 8  # every-pixel checks run on SIZE x SIZE images
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny convolutions are much slower with several threads on a shared, busy CPU.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def make(name: str, seed: int = 0) -> LocalPixelCNN:
     torch.manual_seed(seed)
     return LocalPixelCNN(**CONFIGS[name]).double().eval()

@@ -46,15 +46,6 @@ TINY = dict(image_size=8, z_dim=4, encoder_width=8, cond_width=8, flow_hidden=16
 LARGE_WINDOW = dict(pixelcnn_layers=12, pixelcnn_kernel=7, free_bits_per_pixel=0.0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny convolutions are much slower with several threads on a shared, busy CPU.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def make(name: str, seed: int = 0, **overrides) -> LatentModel:
     torch.manual_seed(seed)
     return build(name, **overrides)
