@@ -15,7 +15,7 @@ import pandas as pd
 from benchmarks import metrics
 from benchmarks.errors import BenchError
 from benchmarks.plots import RATE_KIND_LABELS, rd_plots
-from benchmarks.results import RUN_JSON, aggregate
+from benchmarks.results import RUN_JSON, aggregate, atomic_write
 
 LOSSY_COLUMNS = {
     "method": "method", "param": "param", "value": "value", "bpp": "bpp",
@@ -26,6 +26,24 @@ LOSSLESS_COLUMNS = {
     "method": "method", "param": "param", "value": "value", "bpp": "bpp",
     "bits_per_dim": "bits/dim", "enc_ms": "enc [ms]", "dec_ms": "dec [ms]", "n_images": "images",
 }  # fmt: skip
+
+
+MODEL_COLUMNS = {
+    "method": "method", "value": "β", "rate_kind": "rate kind", "estimator": "NLL estimator",
+    "iw_samples": "k", "nll_nats": "NLL [nats]", "bits_per_dim": "bits/dim",
+    "neg_elbo_nats": "−ELBO [nats]", "rate_nats": "rate [nats]",
+    "distortion_nats": "distortion [nats]", "active_units": "active units",
+    "mutual_info_nats": "I(x;z) [nats]", "perplexity": "perplexity",
+    "codebook_usage": "codebook usage", "n_examples": "images",
+}  # fmt: skip
+
+
+def model_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Split-level model evaluations: the columns that some row fills, in a fixed order."""
+    rows = frame[frame["rate_kind"] != "coded"]
+    columns = {k: v for k, v in MODEL_COLUMNS.items() if k in rows and rows[k].notna().any()}
+    order = ["dataset", "split", "method", "value", "rate_kind"]
+    return rows.sort_values(order)[list(columns)].rename(columns=columns)
 
 
 def load_runs(dirs: list[Path]) -> list[dict]:
@@ -91,13 +109,19 @@ def render_report(
         versions = runs[-1].get("versions", {})
         md += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())), ""]
     kinds = sorted(agg["rate_kind"].dropna().unique())
-    md.append(
-        "Rates: " + "; ".join(f"`{k}` = {RATE_KIND_LABELS.get(k, k)}" for k in kinds) + ". "
-        "Coded rates count every byte of the stream, headers included. "
-        "Metrics are computed per image and then averaged over images."
-    )
+    notes = "; ".join(f"`{k}` = {RATE_KIND_LABELS.get(k, k)}" for k in kinds)
+    if "coded" in kinds:
+        notes += ". Coded rates count every byte of the stream, headers included"
+    md.append(f"Rates: {notes}. Metrics are computed per image, then averaged over images.")
+    models = frame[frame["rate_kind"] != "coded"]
+    for (dataset, split), rows in models.groupby(["dataset", "split"], sort=True, dropna=False):
+        table = model_table(rows)
+        md += ["", f"## {dataset} / {split}: models", "", _markdown(table)]
+        tex += [f"% {dataset} / {split}: models", table.to_latex(index=False, float_format="%.4g")]
     for dataset, rows in agg.groupby("dataset", sort=True):
         coded = rows[rows["rate_kind"] == "coded"]
+        if coded.empty:
+            continue
         lossless = coded[coded["psnr"].map(math.isinf)]
         lossy = coded[~coded["psnr"].map(math.isinf)]
         md += ["", f"## {dataset}", ""]
@@ -122,8 +146,8 @@ def render_report(
             md += ["", f"### {heading}", "", _markdown(table)]
             tex += [f"% {dataset}: {heading}", table.to_latex(index=False, float_format="%.4g")]
     written = [out_dir / "report.md"]
-    written[0].write_text("\n".join(md) + "\n")
+    atomic_write(written[0], lambda p: p.write_text("\n".join(md) + "\n"))
     if latex:
         written.append(out_dir / "report.tex")
-        written[1].write_text("\n".join(tex) + "\n")
+        atomic_write(written[1], lambda p: p.write_text("\n".join(tex) + "\n"))
     return written + [p for paths in figures.values() for p in paths]

@@ -76,13 +76,16 @@ def make_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     return frame[COLUMNS + extra]
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Write through a temporary file in the same folder, then rename over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
     try:
         write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; results are meant to be shared
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -92,8 +95,8 @@ def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 def write_results(frame: pd.DataFrame, out_dir: Path) -> None:
     """Store the table as Parquet and CSV, each replaced atomically."""
     frame = _normalise_types(frame)
-    _atomic_write(out_dir / PARQUET, lambda p: frame.to_parquet(p, index=False))
-    _atomic_write(out_dir / CSV, lambda p: frame.to_csv(p, index=False))
+    atomic_write(out_dir / PARQUET, lambda p: frame.to_parquet(p, index=False))
+    atomic_write(out_dir / CSV, lambda p: frame.to_csv(p, index=False))
 
 
 def _normalise_types(frame: pd.DataFrame) -> pd.DataFrame:
@@ -109,7 +112,7 @@ def _normalise_types(frame: pd.DataFrame) -> pd.DataFrame:
 
 def write_json(path: Path, payload: Mapping[str, Any]) -> None:
     text = json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n"
-    _atomic_write(path, lambda p: p.write_text(text))
+    atomic_write(path, lambda p: p.write_text(text))
 
 
 def start_run(out_dir: Path, kind: str, **details: Any) -> dict[str, Any]:

@@ -20,10 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 import typer
 
 from benchmarks.errors import BenchError
+from benchmarks.report import load_runs, render_report
+from benchmarks.results import finish_run, start_run
 
 DataDir = typer.Option(None, "--data-dir", help="Dataset root (else $VLAE_BENCH_DATA, cache).")
 
@@ -79,7 +82,7 @@ def train_command(
     pixels = load_pixels(dataset, split, data_dir, config.seed)
     eval_pixels = load_pixels(dataset, eval_split, data_dir, config.seed) if eval_split else None
     out.mkdir(parents=True, exist_ok=True)
-    run = _start_run(
+    run = start_run(
         out, "train", model=model, dataset=dataset, split=split,
         model_config=model_over, train_config=dataclasses.asdict(config),
     )  # fmt: skip
@@ -94,7 +97,7 @@ def train_command(
         status = "interrupted"
         raise
     finally:
-        _finish_run(out, run, status, wall_s=round(time.perf_counter() - start, 2))
+        finish_run(out, run, status, wall_s=round(time.perf_counter() - start, 2))
     typer.echo(f"checkpoint: {ckpt}")
 
 
@@ -123,16 +126,24 @@ def eval_command(
     if limit is not None:
         pixels = pixels[:limit]
     out.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    rows = evaluate(
-        model, pixels, iw_samples=iw_samples, dataset=dataset, split=split,
-        method=meta["model"], beta=train_cfg.get("beta"), seed=seed,
-        batch_size=batch_size, out_dir=out, progress=progress,
-    )  # fmt: skip
-    for row in rows:
-        row["checkpoint"] = str(checkpoint)
-        row["weights"] = meta["weights"]
-    _store_rows(rows, out)
+    run = start_run(out, "eval", checkpoint=str(checkpoint), dataset=dataset, split=split)
+    status, start = "failed", time.perf_counter()
+    try:
+        rows = evaluate(
+            model, pixels, iw_samples=iw_samples, dataset=dataset, split=split,
+            method=meta["model"], beta=train_cfg.get("beta"), seed=seed,
+            batch_size=batch_size, out_dir=out, progress=progress,
+        )  # fmt: skip
+        for row in rows:
+            row.update(checkpoint=str(checkpoint), weights=meta["weights"], run_id=run["run_id"])
+        frame = _store_rows(rows, out)
+        status = "complete"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        finish_run(out, run, status, wall_s=round(time.perf_counter() - start, 2))
+    render_report(frame, out, runs=load_runs([out]))
     keys = ("rate_kind", "estimator", "rate_nats", "distortion_nats", "nll_nats", "bits_per_dim")
     for row in rows:
         typer.echo("  ".join(f"{k}={_fmt(row[k])}" for k in keys if k in row))
@@ -223,7 +234,7 @@ def parse_overrides(
     return model_over, train_over
 
 
-def _store_rows(rows: list[dict[str, Any]], out: Path) -> None:
+def _store_rows(rows: list[dict[str, Any]], out: Path) -> pd.DataFrame:
     """Add rows to the run folder's results, replacing earlier rows of the same evaluation."""
     from benchmarks.results import PARQUET, make_frame, read_results, write_results
 
@@ -237,18 +248,7 @@ def _store_rows(rows: list[dict[str, Any]], out: Path) -> None:
             previous = previous[~stale]
         frame = make_frame([*previous.to_dict("records"), *rows])
     write_results(frame, out)
-
-
-def _start_run(out: Path, kind: str, **details: Any) -> dict[str, Any]:
-    from benchmarks.results import start_run
-
-    return start_run(out, kind, **details)
-
-
-def _finish_run(out: Path, run: dict[str, Any], status: str, **details: Any) -> None:
-    from benchmarks.results import finish_run
-
-    finish_run(out, run, status, **details)
+    return frame
 
 
 def _fmt(value: Any) -> str:

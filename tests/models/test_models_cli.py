@@ -67,6 +67,9 @@ def test_train_then_eval(app: typer.Typer, data_root: Path, tmp_path: Path):
     assert row["estimator"] == "iwae" and row["iw_samples"] == 3 and row["weights"] == "ema"
     assert json.loads(row["config"])["latent_dim"] == 4
     assert (out / "recon_binarized-mnist_test.png").exists()
+    assert json.loads((out / "run.json").read_text())["status"] == "complete"
+    report = (out / "report.md").read_text()
+    assert "binarized-mnist / test: models" in report and "beta-vae" in report
 
 
 def test_train_on_8bit_data_with_bernoulli_explains(
