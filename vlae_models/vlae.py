@@ -52,7 +52,8 @@ That is the authors' rule: Chen et al. Appendix C writes the floor as
 (openai/iaf, ``models.py``: "Minimum number of bits per featuremap, averaged across
 minibatch"; ``tf_train.py``: ``kl_ave = reduce_mean(kl, [0]); maximum(kl_ave, kl_min)``)
 takes the minibatch mean first and floors it second. With one group (the whole code, as for
-the VLAE's 64-dim z) that is the line above. It is applied in :meth:`VLAE.loss` only: the
+the VLAE's 64-dim z) that is the line above. The training loop applies it
+(``vlae_models.train.objective``, with ``VLAE.free_bits_nats`` as the default floor); the
 reported ``rate`` is always the true (estimated) KL. ``free_bits_per_pixel=0`` disables it.
 
 Arms of the paper's ablation (all from this module, see ``docs/vlae.md``)
