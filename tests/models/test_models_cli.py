@@ -65,6 +65,7 @@ def test_train_then_eval(app: typer.Typer, data_root: Path, tmp_path: Path):
         "kl",
     )
     assert row["estimator"] == "iwae" and row["iw_samples"] == 3 and row["weights"] == "ema"
+    assert row["n_examples"] == 64
     assert json.loads(row["config"])["latent_dim"] == 4
     assert (out / "recon_binarized-mnist_test.png").exists()
     assert json.loads((out / "run.json").read_text())["status"] == "complete"
