@@ -86,7 +86,7 @@ def bd_table(agg: pd.DataFrame, anchor: str) -> pd.DataFrame:
 
 
 def _markdown(table: pd.DataFrame) -> str:
-    return table.to_markdown(index=False, floatfmt=".4g")
+    return table.to_markdown(index=False, floatfmt=".4g", missingval="")
 
 
 def render_report(
