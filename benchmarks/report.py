@@ -86,7 +86,8 @@ def bd_table(agg: pd.DataFrame, anchor: str) -> pd.DataFrame:
 
 
 def _markdown(table: pd.DataFrame) -> str:
-    return table.to_markdown(index=False, floatfmt=".4g", missingval="")
+    blanks = table.astype(object).where(table.notna(), None)  # tabulate blanks None, not NaN
+    return blanks.to_markdown(index=False, floatfmt=".4g", missingval="")
 
 
 def render_report(
