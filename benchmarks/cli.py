@@ -18,14 +18,7 @@ from benchmarks import datasets
 from benchmarks.commands import models as models_commands
 from benchmarks.errors import BenchError
 from benchmarks.report import load_runs, render_report
-from benchmarks.results import (
-    PARQUET,
-    finish_run,
-    make_frame,
-    read_results,
-    start_run,
-    write_results,
-)
+from benchmarks.results import PARQUET, make_frame, read_results, recorded_run, write_results
 from benchmarks.run_codecs import default_workers, plan_sweeps, run_codecs
 from vlae_models.core import ModelError
 
@@ -92,26 +85,25 @@ def evaluate_codecs_to(
         rows = previous.to_dict("records")
         typer.echo(f"resuming: {len(rows)} rows already in {out / PARQUET}", err=True)
     done = {(r["method"], float(r["value"]), r["image"]) for r in rows}
-    run = start_run(out, "codecs", dataset=dataset, codecs=codec_specs, quality=quality)
-    status, start, last_write = "failed", time.perf_counter(), 0.0
-    try:
-        for new_rows in run_codecs(
-            images, sweeps, dataset=dataset, run_id=run["run_id"], versions=run["versions"],
-            workers=workers, skip=done,
-        ):  # fmt: skip
-            rows.extend(new_rows)
-            if time.perf_counter() - last_write > 2.0:  # checkpoint so an interrupt loses little
+    details = {"dataset": dataset, "codecs": codec_specs, "quality": quality}
+    start, last_write = time.perf_counter(), 0.0
+    with recorded_run(out, "codecs", **details) as run:
+        try:
+            for new_rows in run_codecs(
+                images, sweeps, dataset=dataset, run_id=run["run_id"], versions=run["versions"],
+                workers=workers, skip=done,
+            ):  # fmt: skip
+                rows.extend(new_rows)
+                if time.perf_counter() - last_write > 2.0:  # an interrupt then loses little
+                    write_results(make_frame(rows), out)
+                    last_write = time.perf_counter()
+        except KeyboardInterrupt:
+            typer.echo(f"interrupted: {len(rows)} rows kept in {out}; rerun to resume", err=True)
+            raise
+        finally:
+            if rows:
                 write_results(make_frame(rows), out)
-                last_write = time.perf_counter()
-        status = "complete"
-    except KeyboardInterrupt:
-        status = "interrupted"
-        typer.echo(f"interrupted: {len(rows)} rows kept in {out}; rerun to resume", err=True)
-        raise
-    finally:
-        if rows:
-            write_results(make_frame(rows), out)
-        finish_run(out, run, status, wall_s=round(time.perf_counter() - start, 2), rows=len(rows))
+            run["rows"] = len(rows)
     frame = make_frame(rows)
     render_report(frame, out, runs=load_runs([out]), anchor=anchor, latex=latex)
     typer.echo(f"{len(frame)} rows, {time.perf_counter() - start:.1f} s -> {out}")

@@ -14,8 +14,10 @@ import platform
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -115,8 +117,13 @@ def write_json(path: Path, payload: Mapping[str, Any]) -> None:
     atomic_write(path, lambda p: p.write_text(text))
 
 
-def start_run(out_dir: Path, kind: str, **details: Any) -> dict[str, Any]:
-    """Create ``run.json`` for a new run: command line, versions, git commit, status."""
+@contextmanager
+def recorded_run(out_dir: Path, kind: str, **details: Any) -> Iterator[dict[str, Any]]:
+    """Keep ``run.json`` for the run inside the block: command line, versions, git commit,
+    then status (``complete``, ``interrupted`` or ``failed``) and wall time at the end.
+
+    The block may add entries to the yielded dict (e.g. a row count); they are saved too.
+    """
     info = {
         "run_id": new_run_id(),
         "kind": kind,
@@ -128,12 +135,20 @@ def start_run(out_dir: Path, kind: str, **details: Any) -> dict[str, Any]:
         **details,
     }
     write_json(out_dir / RUN_JSON, info)
-    return info
-
-
-def finish_run(out_dir: Path, info: dict[str, Any], status: str, **details: Any) -> None:
-    info.update(status=status, finished=datetime.now(UTC).isoformat(timespec="seconds"), **details)
-    write_json(out_dir / RUN_JSON, info)
+    status, start = "failed", time.perf_counter()
+    try:
+        yield info
+        status = "complete"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        info.update(
+            status=status,
+            finished=datetime.now(UTC).isoformat(timespec="seconds"),
+            wall_s=round(time.perf_counter() - start, 2),
+        )
+        write_json(out_dir / RUN_JSON, info)
 
 
 def _git_commit() -> str | None:

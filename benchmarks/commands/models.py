@@ -26,7 +26,7 @@ import typer
 
 from benchmarks.errors import BenchError
 from benchmarks.report import load_runs, render_report
-from benchmarks.results import finish_run, start_run
+from benchmarks.results import recorded_run
 
 DataDir = typer.Option(None, "--data-dir", help="Dataset root (else $VLAE_BENCH_DATA, cache).")
 
@@ -82,22 +82,14 @@ def train_command(
     pixels = load_pixels(dataset, split, data_dir, config.seed)
     eval_pixels = load_pixels(dataset, eval_split, data_dir, config.seed) if eval_split else None
     out.mkdir(parents=True, exist_ok=True)
-    run = start_run(
+    with recorded_run(
         out, "train", model=model, dataset=dataset, split=split,
         model_config=model_over, train_config=dataclasses.asdict(config),
-    )  # fmt: skip
-    status, start = "failed", time.perf_counter()
-    try:
+    ):  # fmt: skip
         ckpt = train(
             model, pixels, config=config, out_dir=out, eval_data=eval_pixels,
             model_config=model_over, resume=not fresh,
         )  # fmt: skip
-        status = "complete"
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    finally:
-        finish_run(out, run, status, wall_s=round(time.perf_counter() - start, 2))
     typer.echo(f"checkpoint: {ckpt}")
 
 
@@ -129,9 +121,8 @@ def eval_command(
         # evenly spaced, not the first N: the binarized-MNIST test split is sorted by digit
         pixels = pixels[torch.linspace(0, len(pixels) - 1, limit).round().long()]
     out.mkdir(parents=True, exist_ok=True)
-    run = start_run(out, "eval", checkpoint=str(checkpoint), dataset=dataset, split=split)
-    status, start = "failed", time.perf_counter()
-    try:
+    start = time.perf_counter()
+    with recorded_run(out, "eval", checkpoint=str(checkpoint), dataset=dataset, split=split) as run:
         rows = evaluate(
             model, pixels, iw_samples=iw_samples, dataset=dataset, split=split,
             method=meta["model"], beta=train_cfg.get("beta"), seed=seed,
@@ -140,12 +131,6 @@ def eval_command(
         for row in rows:
             row.update(checkpoint=str(checkpoint), weights=meta["weights"], run_id=run["run_id"])
         frame = _store_rows(rows, out)
-        status = "complete"
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    finally:
-        finish_run(out, run, status, wall_s=round(time.perf_counter() - start, 2))
     render_report(frame, out, runs=load_runs([out]))
     keys = ("rate_kind", "estimator", "rate_nats", "distortion_nats", "nll_nats", "bits_per_dim")
     for row in rows:
