@@ -33,7 +33,6 @@ import benchmarks
 from benchmarks.datasets import dataset_names, load_array, load_images
 from vlae_models.core import LatentModel, ModelError, ModelOutput, as_nchw, build, get_entry
 from vlae_models.layers.masked import (
-    LocalPixelCNN,
     dependency_mask,
     measure_receptive_field,
     receptive_field,
@@ -102,12 +101,25 @@ def test_no_output_depends_on_its_own_or_a_later_pixel(overrides: dict) -> None:
         assert dep[:, r, w, r, w - 1].all()
 
 
-def test_fast_forward_equals_local_pixelcnn() -> None:
+def test_decoder_centres_its_inputs() -> None:
     net = make("vlae", **TINY, in_channels=3, likelihood="logistic-mixture").decoder.net.double()
     x = torch.rand(2, 3, 8, 8, dtype=torch.float64)
     cond = torch.randn(2, 4, 8, 8, dtype=torch.float64)
-    reference = LocalPixelCNN.forward(net, 2 * x - 1, cond)
-    assert torch.allclose(net(x, cond), reference, rtol=0, atol=1e-12)
+    centred = net(x, cond)
+    net.centre_inputs = False
+    assert torch.allclose(centred, net(2 * x - 1, cond), rtol=0, atol=1e-12)
+
+
+def test_fast_elu_equals_elu_in_value_and_gradient() -> None:
+    from vlae_models.layers.masked import fast_elu
+
+    t = torch.linspace(-8, 8, 1001, dtype=torch.float64)
+    t = t[t != 0].requires_grad_()  # at exactly 0 ELU's one-sided slopes differ anyway
+    ours, theirs = fast_elu(t), torch.nn.functional.elu(t)
+    assert torch.allclose(ours, theirs, rtol=0, atol=1e-12)
+    (g_ours,) = torch.autograd.grad(ours.sum(), t)
+    (g_theirs,) = torch.autograd.grad(theirs.sum(), t)
+    assert torch.allclose(g_ours, g_theirs, rtol=0, atol=1e-12)
 
 
 # --- the rate ------------------------------------------------------------------------------
