@@ -46,7 +46,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from vlae_models.core import LatentModel, ModelError, as_nchw
+from vlae_models.core import IW_ROWS, LatentModel, ModelError, as_nchw
 
 LN2 = math.log(2.0)
 AU_THRESHOLD = 0.01
@@ -63,7 +63,7 @@ def evaluate(
     beta: float | None = None,
     seed: int = 0,
     batch_size: int = 256,
-    max_iw_rows: int = 8192,
+    max_iw_rows: int = IW_ROWS,
     mutual_info: bool = True,
     mi_max_examples: int = 10_000,
     recon_examples: int | None = None,
