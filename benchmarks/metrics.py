@@ -102,11 +102,7 @@ def bd_rate(
     """
     log_a, q_a = np.log(_positive(rate_anchor)), np.asarray(dist_anchor, float)
     log_t, q_t = np.log(_positive(rate_test)), np.asarray(dist_test, float)
-    low, high = _overlap(q_a, q_t, "quality")
-    mean_diff = (
-        _integral(q_t, log_t, low, high, method) - _integral(q_a, log_a, low, high, method)
-    ) / (high - low)
-    return (math.exp(mean_diff) - 1.0) * 100.0
+    return (math.exp(_mean_gap(q_a, log_a, q_t, log_t, "quality", method)) - 1.0) * 100.0
 
 
 def bd_psnr(
@@ -119,8 +115,15 @@ def bd_psnr(
     """Average quality difference (dB) of the test curve against the anchor at equal rate."""
     log_a, q_a = np.log(_positive(rate_anchor)), np.asarray(dist_anchor, float)
     log_t, q_t = np.log(_positive(rate_test)), np.asarray(dist_test, float)
-    low, high = _overlap(log_a, log_t, "log-rate")
-    return (_integral(log_t, q_t, low, high, method) - _integral(log_a, q_a, low, high, method)) / (
+    return _mean_gap(log_a, q_a, log_t, q_t, "log-rate", method)
+
+
+def _mean_gap(
+    x_a: np.ndarray, y_a: np.ndarray, x_t: np.ndarray, y_t: np.ndarray, what: str, method: str
+) -> float:
+    """Mean of y_test(x) - y_anchor(x) over the x range both curves cover."""
+    low, high = _overlap(x_a, x_t, what)
+    return (_integral(x_t, y_t, low, high, method) - _integral(x_a, y_a, low, high, method)) / (
         high - low
     )
 
