@@ -56,6 +56,7 @@ class LatentModel(nn.Module):
     likelihood: Any  # a vlae_models.likelihoods.Likelihood
     rate_kind: ClassVar[str] = "kl"
     has_continuous_latents: ClassVar[bool] = True
+    has_latents: ClassVar[bool] = True  # False: forward's distortion is the exact -log p(x)
 
     @property
     def free_bits_nats(self) -> float:

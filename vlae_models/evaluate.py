@@ -25,8 +25,10 @@ Row layout (one row per split and rate kind, so result aggregation never mixes e
   ``distortion_nats``, ``neg_elbo_nats`` and ``elbo_bits_per_dim``. ``nll_nats`` and
   ``bits_per_dim`` hold the best likelihood estimate made: the IWAE bound when ``iw_samples``
   > 0 (``estimator="iwae"``, ``iw_samples`` = k), else the negative ELBO
-  (``estimator="elbo"``). ``bpp`` = rate in bits / (H*W). Per-level columns ``kl_nats_l{i}``,
-  ``active_units_l{i}``, ``latent_dims_l{i}`` for hierarchical models.
+  (``estimator="elbo"``); for a model without latents (the unconditional PixelCNN) the
+  exact NLL, with no IWAE pass (``estimator="exact"``). ``bpp`` = rate in bits / (H*W).
+  Per-level columns ``kl_nats_l{i}``, ``active_units_l{i}``, ``latent_dims_l{i}`` for
+  hierarchical models.
 * VQ-VAE: two rows, ``rate_kind="fixed"`` and ``"prior"``, each with its rate, the shared
   distortion, ``nll_nats`` = rate + distortion (a real two-part code length with a discrete
   likelihood), ``perplexity`` and ``codebook_usage``.
@@ -91,7 +93,7 @@ def evaluate(
         torch.manual_seed(seed)
         stats = _pass(model, pixels, batch_size, device, mutual_info, recon_examples)
         iwae = None
-        if iw_samples > 0 and model.has_continuous_latents:
+        if iw_samples > 0 and model.has_continuous_latents and model.has_latents:
             iwae = _iwae(model, pixels, iw_samples, max_iw_rows, device, progress)
         mi = None
         if mutual_info and stats.get("top") is not None:
@@ -141,7 +143,7 @@ def evaluate(
     row: dict[str, Any] = {
         **common,
         "rate_kind": "kl",
-        "estimator": "iwae" if iwae is not None else "elbo",
+        "estimator": "iwae" if iwae is not None else "elbo" if model.has_latents else "exact",
         "rate_nats": rate,
         "kl_nats": rate,
         "bpp": rate / (LN2 * h * w),
@@ -331,4 +333,20 @@ def save_grids(
     save_image(torch.cat(rows), recon_path, nrow=per_row, pad_value=0.5)
     sample_path = out_dir / f"samples{suffix}.png"
     save_image(model.sample(64).float().cpu(), sample_path, nrow=8, pad_value=0.5)
-    return [recon_path, sample_path]
+    written = [recon_path, sample_path]
+    if getattr(model, "autoregressive", False) and model.has_continuous_latents:
+        written.append(out_dir / f"draws{suffix}.png")
+        save_image(decoder_draws(model, x[::per_row]), written[-1], nrow=8, pad_value=0.5)
+    return written
+
+
+@torch.no_grad()
+def decoder_draws(model: LatentModel, x: Tensor, draws: int = 7) -> Tensor:
+    """What z keeps: for each image, the input followed by ``draws`` images drawn from
+    p(x | z) for one z (the posterior mean), shape (B * (draws + 1), C, H, W).
+
+    Features that agree across a row are carried by z; features that vary are left to the
+    decoder (Chen et al. 2017, Fig. 1a)."""
+    drawn = model.reconstruct(x.repeat_interleave(draws, dim=0), mode="sample")
+    rows = torch.cat([x.unsqueeze(1), drawn.view(len(x), draws, *x.shape[1:])], dim=1)
+    return rows.flatten(0, 1).float().cpu()

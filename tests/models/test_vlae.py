@@ -32,6 +32,7 @@ from torch.autograd.functional import jacobian
 import benchmarks
 from benchmarks.datasets import dataset_names, load_array, load_images
 from vlae_models.core import LatentModel, ModelError, ModelOutput, as_nchw, build, get_entry
+from vlae_models.evaluate import decoder_draws, evaluate
 from vlae_models.layers.masked import (
     dependency_mask,
     measure_receptive_field,
@@ -246,6 +247,17 @@ def test_pixelcnn_is_exact_normalised_and_has_zero_rate() -> None:
     assert model.loss(out).item() == pytest.approx(out.distortion.mean().item())
 
 
+def test_pixelcnn_evaluation_reports_the_exact_nll_without_an_iwae_pass() -> None:
+    model = make("pixelcnn", image_size=8).eval()
+    pixels = binary_batch(6, 8).to(torch.uint8)
+    (row,) = evaluate(model, pixels, iw_samples=50, mutual_info=False, recon_examples=0)
+    with torch.no_grad():
+        exact = -model.log_likelihood(model.prepare(pixels), 1).double().mean().item()
+    assert row["estimator"] == "exact" and "iw_samples" not in row
+    assert row["nll_nats"] == pytest.approx(exact, rel=1e-6)
+    assert row["rate_nats"] == 0.0
+
+
 def test_reconstruct_and_sample_give_images() -> None:
     model = make("vlae", **TINY).eval()
     x = binary_batch(3, 8)
@@ -253,6 +265,20 @@ def test_reconstruct_and_sample_give_images() -> None:
         assert images.shape == (3, 1, 8, 8) and images.min() >= 0 and images.max() <= 1
     with pytest.raises(ModelError, match="mode"):
         model.sample(2, mode="median")
+
+
+def test_decoder_draws_share_one_z_per_row() -> None:
+    """Each row of the "what z keeps" grid: the input, then draws from p(x | z = E_q[z])."""
+    model = make("vlae", **TINY).eval()
+    x = binary_batch(2, 8)
+    torch.manual_seed(5)
+    rows = decoder_draws(model, x, draws=3).view(2, 4, 1, 8, 8)
+    assert torch.equal(rows[:, 0], x)
+    torch.manual_seed(5)
+    mean, _ = model.encode(x)
+    expected, _ = model.decode(mean.repeat_interleave(3, dim=0))
+    assert torch.equal(rows[:, 1:].flatten(0, 1), expected)
+    assert not torch.equal(rows[:, 1], rows[:, 2])  # the decoder's own randomness shows
 
 
 def test_bad_configs_are_refused() -> None:
