@@ -151,6 +151,20 @@ def report(
 
 
 @app.command()
+def compare(
+    spec: Path = typer.Argument(..., help="Spec, e.g. benchmarks/specs/vlae_mnist.toml."),
+    results: Path = typer.Option(..., help="Folder holding <arm>-s<seed>/ evaluation folders."),
+    dataset: str = typer.Option(..., help="Dataset the arms were evaluated on."),
+    out: Path | None = typer.Option(None, help="Where to write (default: --results)."),
+) -> None:
+    """Put each arm's measured NLL and KL beside the paper's and check expected orderings."""
+    from benchmarks.comparison import write_comparison
+
+    files = write_comparison(spec, results, dataset, out or results)
+    typer.echo(f"-> {files[0]}")
+
+
+@app.command()
 def demo(
     out: Path = typer.Option(Path("vlae-bench-demo"), help="Run folder for the demo."),
     workers: int | None = typer.Option(None, min=1, help="Processes (default: all cores)."),

@@ -85,7 +85,7 @@ def bd_table(agg: pd.DataFrame, anchor: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _markdown(table: pd.DataFrame) -> str:
+def markdown_table(table: pd.DataFrame) -> str:
     blanks = table.astype(object).where(table.notna(), None)  # tabulate blanks None, not NaN
     return blanks.to_markdown(index=False, floatfmt=".4g", missingval="")
 
@@ -117,7 +117,7 @@ def render_report(
     models = frame[frame["rate_kind"] != "coded"]
     for (dataset, split), rows in models.groupby(["dataset", "split"], sort=True, dropna=False):
         table = model_table(rows)
-        md += ["", f"## {dataset} / {split}: models", "", _markdown(table)]
+        md += ["", f"## {dataset} / {split}: models", "", markdown_table(table)]
         tex += [f"% {dataset} / {split}: models", table.to_latex(index=False, float_format="%.4g")]
     for dataset, rows in agg.groupby("dataset", sort=True):
         coded = rows[rows["rate_kind"] == "coded"]
@@ -144,7 +144,7 @@ def render_report(
         for heading, table in sections:
             if table.empty:
                 continue
-            md += ["", f"### {heading}", "", _markdown(table)]
+            md += ["", f"### {heading}", "", markdown_table(table)]
             tex += [f"% {dataset}: {heading}", table.to_latex(index=False, float_format="%.4g")]
     written = [out_dir / "report.md"]
     atomic_write(written[0], lambda p: p.write_text("\n".join(md) + "\n"))

@@ -6,9 +6,12 @@ With VLAE_BENCH_REQUIRE_DATA=1 (set by .ci/run) a missing dataset fails the test
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
+
+from benchmarks import cli
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -55,3 +58,15 @@ def mnist_dir(data_root: Path) -> Path:
 @pytest.fixture(scope="session")
 def binarized_mnist_dir(data_root: Path) -> Path:
     return require_subdir(data_root, "binarized_mnist")
+
+
+def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    """Run ``vlae-bench ARGS`` in process; return (exit code, stdout, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["vlae-bench", *args])
+    try:
+        cli.main()
+        code = 0
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err

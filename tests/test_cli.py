@@ -4,26 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import run_cli
 from PIL import Image
 
 from benchmarks import cli
-
-
-def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """Run ``vlae-bench ARGS`` in process; return (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["vlae-bench", *args])
-    try:
-        cli.main()
-        code = 0
-    except SystemExit as stop:
-        code = stop.code if isinstance(stop.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture()

@@ -1,0 +1,339 @@
+"""Paper-style comparisons: each arm of a spec, our measurements beside the paper's numbers.
+
+A spec (``benchmarks/specs/*.toml``) names the arms, their seeds, the paper's values per
+dataset and the orderings the paper leads one to expect. The evaluations of one (arm, seed)
+live in ``RESULTS/<arm>-s<seed>/``: every ``results.parquet`` below that folder is read
+(``run.sh`` of an ablation writes ``elbo/``, the whole test split, and ``iwae/``, the
+importance-weighted NLL on a subset), and ``train/run.json``, when present, gives the
+training steps and wall time.
+
+    vlae-bench compare benchmarks/specs/vlae_mnist.toml --results results/vlae-ablation \\
+        --dataset binarized-mnist
+
+Expectations are checked, never enforced: the report says which hold and which do not.
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from benchmarks.errors import BenchError
+from benchmarks.plots import plt, save_figure, sns
+from benchmarks.report import markdown_table
+from benchmarks.results import PARQUET, RUN_JSON, atomic_write, read_results
+
+METRICS = ("nll", "kl", "distortion", "neg_elbo")
+_OPS = {"<": operator.lt, ">": operator.gt, "<=": operator.le, ">=": operator.ge}
+_EXPECTATION = re.compile(r"^\s*(\S+)\s*(<=|>=|<|>)\s*(\S+)\s*$")
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str
+    label: str
+    model: str
+    seeds: tuple[int, ...]
+    paper: dict[str, dict[str, Any]]  # dataset -> {"nll": ..., "kl": ..., "source": ...}
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    title: str
+    paper: str
+    split: str
+    arms: tuple[Arm, ...]
+    expectations: tuple[str, ...]
+    references: dict[str, dict[str, float]]  # dataset -> {model: NLL} reported in the paper
+
+
+def load_spec(path: Path) -> Spec:
+    """Read and check a comparison spec (see ``benchmarks/specs/vlae_mnist.toml``)."""
+    try:
+        raw = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError as err:
+        raise BenchError(f"no spec at {path}") from err
+    except tomllib.TOMLDecodeError as err:
+        raise BenchError(f"{path} is not valid TOML: {err}") from err
+    head = raw.get("spec", {})
+    arms = []
+    for entry in raw.get("arms", []):
+        if "name" not in entry or "model" not in entry:
+            raise BenchError(f"{path}: every [[arms]] entry needs a name and a model")
+        arms.append(
+            Arm(
+                name=entry["name"],
+                label=entry.get("label", entry["name"]),
+                model=entry["model"],
+                seeds=tuple(entry.get("seeds", [1])),
+                paper=entry.get("paper", {}),
+            )
+        )
+    if not arms:
+        raise BenchError(f"{path} defines no [[arms]]")
+    spec = Spec(
+        name=head.get("name", Path(path).stem),
+        title=head.get("title", ""),
+        paper=head.get("paper", ""),
+        split=raw.get("eval", {}).get("split", "test"),
+        arms=tuple(arms),
+        expectations=tuple(raw.get("expectations", {}).get("checks", [])),
+        references=raw.get("references", {}),
+    )
+    for text in spec.expectations:
+        _parse_expectation(text, spec)
+    return spec
+
+
+# --- our numbers ---------------------------------------------------------------------------
+
+
+def seed_results(spec: Spec, root: Path, dataset: str) -> pd.DataFrame:
+    """One row per (arm, seed) that has results under ``root``: NLL, KL, distortion, -ELBO.
+
+    KL, distortion and -ELBO come from the evaluation over the most examples (the whole
+    split); NLL is the best estimate made: the exact likelihood, else the IWAE bound with the
+    most samples, else the negative ELBO. ``nll_estimator`` and ``nll_examples`` say which.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise BenchError(f"no results folder {root}")
+    rows = []
+    for arm in spec.arms:
+        for seed in arm.seeds:
+            folder = root / f"{arm.name}-s{seed}"
+            files = sorted(folder.rglob(PARQUET)) if folder.is_dir() else []
+            if not files:
+                continue
+            frame = read_results(files)
+            frame = frame[
+                (frame["dataset"] == dataset)
+                & (frame["split"] == spec.split)
+                & (frame["rate_kind"] == "kl")
+            ]
+            if frame.empty:
+                continue
+            rows.append({"arm": arm.name, "seed": seed, **_one_seed(frame), **_training(folder)})
+    return pd.DataFrame(rows, columns=_SEED_COLUMNS)
+
+
+_SEED_COLUMNS = [
+    "arm", "seed", "nll", "nll_estimator", "nll_examples", "neg_elbo", "kl", "distortion",
+    "examples", "iwae_gap", "active_units", "train_steps", "train_wall_s",
+]  # fmt: skip
+
+
+def _one_seed(frame: pd.DataFrame) -> dict[str, Any]:
+    full = frame.loc[frame["n_examples"].astype(float).idxmax()]
+    rank = frame["estimator"].map({"exact": 2, "iwae": 1}).fillna(0)
+    k = frame["iw_samples"].astype(float).fillna(0) if "iw_samples" in frame else 0.0
+    best = frame.loc[(rank * 1e12 + k * 1e6 + frame["n_examples"].astype(float)).idxmax()]
+    estimator = best["estimator"]
+    if estimator == "iwae":
+        estimator = f"iwae k={int(best['iw_samples'])}"
+        gap = float(best["neg_elbo_nats"]) - float(best["nll_nats"])
+    else:
+        gap = np.nan
+    return {
+        "nll": float(best["nll_nats"]),
+        "nll_estimator": estimator,
+        "nll_examples": int(best["n_examples"]),
+        "neg_elbo": float(full.get("neg_elbo_nats", np.nan))
+        if pd.notna(full.get("neg_elbo_nats"))
+        else float(full["nll_nats"]),
+        "kl": float(full["rate_nats"]),
+        "distortion": float(full["distortion_nats"]),
+        "examples": int(full["n_examples"]),
+        "iwae_gap": gap,
+        "active_units": float(full["active_units"]) if "active_units" in full else np.nan,
+    }
+
+
+def _training(folder: Path) -> dict[str, Any]:
+    path = folder / "train" / RUN_JSON
+    if not path.exists():
+        return {"train_steps": np.nan, "train_wall_s": np.nan}
+    try:
+        run = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise BenchError(f"{path} is not valid JSON: {err}") from err
+    steps = run.get("train_config", {}).get("steps")
+    return {"train_steps": steps, "train_wall_s": run.get("wall_s")}
+
+
+# --- side by side --------------------------------------------------------------------------
+
+
+def comparison_table(spec: Spec, per_seed: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """One row per arm: our mean (and spread over seeds) beside the paper's values.
+
+    Where the paper has no number for ``dataset`` but has one for another dataset (the VLAE
+    paper's ablation is on dynamically binarized MNIST), that one is shown and
+    ``paper_dataset`` names it.
+    """
+    rows = []
+    for arm in spec.arms:
+        mine = per_seed[per_seed["arm"] == arm.name]
+        paper_dataset, paper = _paper_values(arm, dataset)
+        row: dict[str, Any] = {"arm": arm.name, "label": arm.label, "seeds": len(mine)}
+        for metric in METRICS:
+            values = mine[metric].astype(float)
+            row[metric] = values.mean() if len(values) else np.nan
+        row["nll_sd"] = mine["nll"].astype(float).std(ddof=1) if len(mine) > 1 else np.nan
+        row["nll_estimator"] = ", ".join(sorted(set(mine["nll_estimator"])))
+        row["paper_nll"] = paper.get("nll", np.nan)
+        row["paper_kl"] = paper.get("kl", np.nan)
+        row["paper_dataset"] = paper_dataset
+        row["nll_minus_paper"] = row["nll"] - row["paper_nll"]
+        row["train_wall_min"] = mine["train_wall_s"].astype(float).mean() / 60.0
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _paper_values(arm: Arm, dataset: str) -> tuple[str | None, dict[str, Any]]:
+    if dataset in arm.paper:
+        return dataset, arm.paper[dataset]
+    return next(iter(arm.paper.items()), (None, {}))
+
+
+def check_expectations(spec: Spec, table: pd.DataFrame) -> pd.DataFrame:
+    """Each expectation of the spec with both sides' values and whether it holds (None: an
+    arm has no results yet)."""
+    by_arm = table.set_index("arm")
+    rows = []
+    for text in spec.expectations:
+        left, op, right = _parse_expectation(text, spec)
+        lhs, rhs = (
+            side if isinstance(side, float) else float(by_arm.loc[side[0], side[1]])
+            for side in (left, right)
+        )
+        holds = None if np.isnan(lhs) or np.isnan(rhs) else bool(_OPS[op](lhs, rhs))
+        rows.append({"expectation": text, "left": lhs, "right": rhs, "holds": holds})
+    return pd.DataFrame(rows, columns=["expectation", "left", "right", "holds"])
+
+
+def _parse_expectation(text: str, spec: Spec) -> tuple[Any, str, Any]:
+    """'ARM.METRIC OP ARM.METRIC' or 'ARM.METRIC OP NUMBER' -> (left, op, right)."""
+    match = _EXPECTATION.match(text)
+    if not match:
+        raise BenchError(f"expectation {text!r}: write 'ARM.METRIC < ARM.METRIC' or '< NUMBER'")
+    left, op, right = match.groups()
+    names = {a.name for a in spec.arms}
+
+    def side(term: str, number_ok: bool) -> Any:
+        if number_ok:
+            try:
+                return float(term)
+            except ValueError:
+                pass
+        arm, _, metric = term.rpartition(".")
+        if arm not in names or metric not in METRICS:
+            raise BenchError(
+                f"expectation {text!r}: {term!r} is not ARM.METRIC"
+                f" (arms {sorted(names)}, metrics {list(METRICS)})"
+            )
+        return arm, metric
+
+    return side(left, False), op, side(right, True)
+
+
+# --- report --------------------------------------------------------------------------------
+
+TABLE_COLUMNS = {
+    "label": "arm", "seeds": "seeds", "nll": "NLL (ours)", "nll_sd": "sd over seeds",
+    "nll_estimator": "NLL estimator",
+    "paper_nll": "NLL (paper)", "nll_minus_paper": "ours − paper", "kl": "KL (ours)",
+    "paper_kl": "KL (paper)", "distortion": "distortion", "neg_elbo": "−ELBO",
+    "paper_dataset": "paper's data", "train_wall_min": "train [min]",
+}  # fmt: skip
+SEED_COLUMNS = {
+    "arm": "arm", "seed": "seed", "nll": "NLL", "nll_estimator": "estimator",
+    "nll_examples": "NLL images", "neg_elbo": "−ELBO", "kl": "KL", "distortion": "distortion",
+    "examples": "ELBO images", "iwae_gap": "−ELBO − IWAE", "active_units": "active units",
+    "train_steps": "steps", "train_wall_s": "train [s]",
+}  # fmt: skip
+
+
+def write_comparison(spec_path: Path, results: Path, dataset: str, out: Path) -> list[Path]:
+    """Write ``comparison.md``, ``comparison_seeds.csv`` and the figure into ``out``."""
+    spec = load_spec(spec_path)
+    per_seed = seed_results(spec, results, dataset)
+    if per_seed.empty:
+        raise BenchError(f"no results for any arm of {spec.name} on {dataset} under {results}")
+    table = comparison_table(spec, per_seed, dataset)
+    checks = check_expectations(spec, table)
+    out.mkdir(parents=True, exist_ok=True)
+    figure = save_figure(comparison_figure(table, per_seed, spec, dataset), out / "comparison")
+    missing = [f"{a.name}-s{s}" for a in spec.arms for s in a.seeds]
+    missing = [m for m in missing if not (per_seed["arm"] + "-s" + per_seed["seed"].astype(str))
+               .eq(m).any()]  # fmt: skip
+    md = [
+        f"# {spec.title or spec.name}: {dataset}, {spec.split} split",
+        "",
+        f"Paper: {spec.paper}. Nats per image. NLL (ours): "
+        + "; ".join(sorted(set(per_seed["nll_estimator"])))
+        + "; KL, distortion and −ELBO over the whole split.",
+        "",
+        f"![NLL and KL per arm]({figure[0].name})",
+        "",
+        markdown_table(table[list(TABLE_COLUMNS)].rename(columns=TABLE_COLUMNS)),
+    ]
+    if spec.references.get(dataset):
+        refs = ", ".join(f"{k} {v}" for k, v in spec.references[dataset].items())
+        md += ["", f"Reference NLLs the paper reports for {dataset}: {refs}."]
+    if not checks.empty:
+        shown = checks.assign(
+            holds=checks["holds"].map({True: "yes", False: "**no**", None: "not run"})
+        )
+        md += ["", "## Expected orderings (checked, not forced)", "", markdown_table(shown)]
+    md += ["", "## Every seed", "", markdown_table(per_seed.rename(columns=SEED_COLUMNS))]
+    if missing:
+        md += ["", f"Not run yet: {', '.join(missing)}."]
+    report, seeds_csv = out / "comparison.md", out / "comparison_seeds.csv"
+    atomic_write(report, lambda p: p.write_text("\n".join(md) + "\n"))
+    atomic_write(seeds_csv, lambda p: per_seed.to_csv(p, index=False))
+    return [report, seeds_csv, *figure]
+
+
+def comparison_figure(
+    table: pd.DataFrame, per_seed: pd.DataFrame, spec: Spec, dataset: str
+) -> plt.Figure:
+    """NLL and KL per arm: each of our seeds (dots) and the paper's value (crosses; a
+    hollow cross where the paper's number is for another dataset)."""
+    order = [a.name for a in spec.arms if a.name in set(per_seed["arm"])]
+    rows = table.set_index("arm").loc[order]
+    colours = sns.color_palette("deep", len(order))
+    sns.set_theme(style="whitegrid", context="notebook")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.5 * len(order) + 1.7), dpi=150, sharey=True)
+    panels = (("nll", "test NLL [nats]"), ("kl", "KL(q(z|x) ‖ p(z)) [nats]"))
+    for ax, (metric, title) in zip(axes, panels, strict=True):
+        for i, arm in enumerate(order):
+            ours = per_seed.loc[per_seed["arm"] == arm, metric].astype(float)
+            ax.scatter(ours, [i] * len(ours), s=45, color=colours[i], alpha=0.85, zorder=3)
+            paper = float(rows.loc[arm, f"paper_{metric}"])
+            if not np.isnan(paper):
+                same = rows.loc[arm, "paper_dataset"] == dataset
+                ax.scatter(
+                    [paper], [i], marker="X", s=80, zorder=4,
+                    facecolor="black" if same else "white", edgecolor="black",
+                )  # fmt: skip
+        ax.set_xlabel(title)
+    axes[0].set_yticks(range(len(order)), list(rows["label"]))
+    axes[0].set_ylim(len(order) - 0.5, -0.5)
+    handles = [
+        plt.Line2D([], [], ls="", marker="o", color="grey", label="ours (one dot per seed)"),
+        plt.Line2D([], [], ls="", marker="X", color="black", label=f"paper, {dataset}"),
+        plt.Line2D([], [], ls="", marker="X", mfc="white", mec="black", label="paper, other data"),
+    ]
+    fig.legend(handles=handles, loc="upper center", ncol=3, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    return fig
