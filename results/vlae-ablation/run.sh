@@ -8,7 +8,10 @@
 # pixelcnn 0.62, large window 2.56, relative to the VLAE's). Checkpoints go to
 # $VLAE_RUNS/vlae/ARM-sSEED (default runs/); rerunning resumes. Evaluation: negative ELBO
 # and KL on the full test split, and the IWAE NLL (k = 1000) on 500 test images spread
-# evenly over the (digit-sorted) split.
+# evenly over the (digit-sorted) split. The training's run.json and loss log are copied to
+# results/vlae-ablation/ARM-sSEED/train/. When every arm has run:
+#   vlae-bench compare benchmarks/specs/vlae_mnist.toml --results results/vlae-ablation \
+#     --dataset binarized-mnist
 set -euo pipefail
 export OMP_NUM_THREADS=1 VLAE_BENCH_DATA="${VLAE_BENCH_DATA:-../shared/data}"
 arm=$1 seed=$2
@@ -25,6 +28,7 @@ case $arm in
 esac
 time vlae-bench train "$model" --dataset binarized-mnist --steps "$steps" "${set[@]}" \
   --set seed="$seed" --set checkpoint_every=250 --out "$runs"
+mkdir -p "$here/train" && cp "$runs/run.json" "$runs/train_log.jsonl" "$here/train/"
 time vlae-bench eval "$runs/checkpoint.safetensors" --dataset binarized-mnist --split test \
   --out "$here/elbo"
 time vlae-bench eval "$runs/checkpoint.safetensors" --dataset binarized-mnist --split test \
