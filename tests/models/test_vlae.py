@@ -20,6 +20,7 @@ import dataclasses
 import inspect
 import itertools
 import math
+import re
 import tomllib
 from pathlib import Path
 
@@ -374,18 +375,20 @@ def test_checkpoint_round_trip(name: str, tmp_path) -> None:
 
 def test_the_spec_runs_unchanged_against_the_current_api() -> None:
     train = pytest.importorskip("vlae_models.train")
-    evaluate = pytest.importorskip("vlae_models.evaluate")
+    evaluation = pytest.importorskip("vlae_models.evaluate")
     spec = tomllib.loads(
         (Path(benchmarks.__file__).parent / "specs" / "vlae_mnist.toml").read_text()
     )
     assert set(spec["data"]["datasets"]) <= set(dataset_names())
     eval_keys = set(spec["eval"]) - {"split", "iw_samples_paper"}
-    assert eval_keys <= set(inspect.signature(evaluate.evaluate).parameters)
+    assert eval_keys <= set(inspect.signature(evaluation.evaluate).parameters)
     train_fields = {f.name for f in dataclasses.fields(train.TrainConfig)}
     for profile in spec["profiles"].values():
         assert set(profile["train"]) <= train_fields and set(profile["eval"]) <= set(spec["eval"])
     names = [arm["name"] for arm in spec["arms"]]
-    assert len(set(names)) == len(names) >= 6
+    run_sh = (Path(__file__).parents[2] / "results" / "vlae-ablation" / "run.sh").read_text()
+    assert len(set(names)) == len(names) == 5
+    assert set(names) == set(re.findall(r"^ +([\w-]+)\) ", run_sh, flags=re.M))  # same arms
     for arm in spec["arms"]:
         fields = {f.name for f in dataclasses.fields(get_entry(arm["model"]).config_cls)}
         assert set(arm["set"]) <= fields, arm["name"]
