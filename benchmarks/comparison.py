@@ -273,6 +273,9 @@ def write_comparison(spec_path: Path, results: Path, dataset: str, out: Path) ->
     checks = check_expectations(spec, table)
     out.mkdir(parents=True, exist_ok=True)
     figure = save_figure(comparison_figure(table, per_seed, spec, dataset), out / "comparison")
+    logs = training_logs(spec, Path(results))
+    if not logs.empty:
+        figure += save_figure(training_figure(logs, spec), out / "training")
     missing = [f"{a.name}-s{s}" for a in spec.arms for s in a.seeds]
     missing = [m for m in missing if not (per_seed["arm"] + "-s" + per_seed["seed"].astype(str))
                .eq(m).any()]  # fmt: skip
@@ -283,7 +286,7 @@ def write_comparison(spec_path: Path, results: Path, dataset: str, out: Path) ->
         + "; ".join(sorted(set(per_seed["nll_estimator"])))
         + "; KL, distortion and −ELBO over the whole split.",
         "",
-        f"![NLL and KL per arm]({figure[0].name})",
+        *(f"![{path.stem}]({path.name})" for path in figure if path.suffix == ".png"),
         "",
         markdown_table(table[list(TABLE_COLUMNS)].rename(columns=TABLE_COLUMNS)),
     ]
@@ -336,4 +339,43 @@ def comparison_figure(
     ]
     fig.legend(handles=handles, loc="upper center", ncol=3, frameon=False)
     fig.tight_layout(rect=(0, 0, 1, 0.9))
+    return fig
+
+
+def training_logs(spec: Spec, root: Path) -> pd.DataFrame:
+    """The training loss logs (``<arm>-s<seed>/train/train_log.jsonl``) as one long table:
+    arm, seed, step, rate and distortion (training-batch means, nats)."""
+    frames = []
+    for arm in spec.arms:
+        for seed in arm.seeds:
+            path = root / f"{arm.name}-s{seed}" / "train" / "train_log.jsonl"
+            if not path.exists():
+                continue
+            try:
+                records = [json.loads(line) for line in path.read_text().splitlines() if line]
+            except json.JSONDecodeError as err:
+                raise BenchError(f"{path} is not a JSON-lines log: {err}") from err
+            log = pd.DataFrame([r for r in records if "rate" in r])
+            if not log.empty:
+                frames.append(log[["step", "rate", "distortion"]].assign(arm=arm.name, seed=seed))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def training_figure(logs: pd.DataFrame, spec: Spec) -> plt.Figure:
+    """Rate (KL) and distortion against training step, one line per (arm, seed)."""
+    order = [a.name for a in spec.arms if a.name in set(logs["arm"])]
+    sns.set_theme(style="whitegrid", context="notebook")
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), dpi=150)
+    for ax, metric, label in zip(
+        axes, ("rate", "distortion"), ("rate: KL [nats]", "distortion [nats]"), strict=True
+    ):
+        sns.lineplot(
+            data=logs, x="step", y=metric, hue="arm", hue_order=order, units="seed",
+            estimator=None, lw=1.2, ax=ax, legend=ax is axes[1],
+        )  # fmt: skip
+        ax.set_ylabel(f"{label}, training batches")
+    low, high = logs["distortion"].quantile([0.0, 0.9])
+    axes[1].set_ylim(low - 2, high)
+    axes[1].legend(title=None, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    fig.tight_layout()
     return fig

@@ -7,6 +7,7 @@ below is recomputed from those rows or from the spec's text, never typed in.
 
 from __future__ import annotations
 
+import json
 import math
 import tomllib
 from pathlib import Path
@@ -24,6 +25,7 @@ from benchmarks.comparison import (
     comparison_table,
     load_spec,
     seed_results,
+    training_logs,
     write_comparison,
 )
 from benchmarks.datasets import load_array
@@ -31,6 +33,7 @@ from benchmarks.errors import BenchError
 from benchmarks.results import make_frame, write_results
 from vlae_models.core import build
 from vlae_models.evaluate import evaluate
+from vlae_models.train import TrainConfig, train
 
 SPEC = """
 [spec]
@@ -87,8 +90,11 @@ def tree(tmp_path_factory, binarized_mnist_dir) -> tuple[Path, Path, dict]:
     rows = {}
     for seed in (1, 2):
         torch.manual_seed(seed)
-        model = build("vlae", **SMALL_VLAE).eval()
+        model = build("vlae", **SMALL_VLAE)
         folder = root / f"local-s{seed}"
+        config = TrainConfig(steps=4, batch_size=4, log_every=2, progress=False, seed=seed)
+        train(model, pixels, config=config, out_dir=folder / "train")
+        model.eval()
         rows[("local", seed, "elbo")] = _evaluate(model, pixels, folder / "elbo")
         rows[("local", seed, "iwae")] = _evaluate(model, pixels[:4], folder / "iwae", iw_samples=3)
     torch.manual_seed(3)
@@ -160,8 +166,21 @@ def test_cli_writes_the_report_figure_and_seed_table(tree, tmp_path) -> None:
     assert "small VLAE" in report and "IAF VAE 79.88" in report
     assert "Not run yet: never-s1." in report
     assert (tmp_path / "comparison.png").stat().st_size > 10_000
+    assert "![training](training.png)" in report and (tmp_path / "training.png").exists()
     seeds = pd.read_csv(tmp_path / "comparison_seeds.csv")
     assert len(seeds) == 3
+
+
+def test_training_logs_are_read_as_written(tree) -> None:
+    root, spec_path, _ = tree
+    logs = training_logs(load_spec(spec_path), root)
+    assert set(zip(logs["arm"], logs["seed"], strict=True)) == {("local", 1), ("local", 2)}
+    for seed in (1, 2):
+        path = root / f"local-s{seed}" / "train" / "train_log.jsonl"
+        written = [json.loads(line) for line in path.read_text().splitlines()]
+        mine = logs[logs["seed"] == seed]
+        assert list(mine["step"]) == [r["step"] for r in written if "rate" in r] == [2, 4]
+        assert list(mine["rate"]) == [r["rate"] for r in written if "rate" in r]
 
 
 @pytest.mark.parametrize(
