@@ -276,6 +276,9 @@ def write_comparison(spec_path: Path, results: Path, dataset: str, out: Path) ->
     logs = training_logs(spec, Path(results))
     if not logs.empty:
         figure += save_figure(training_figure(logs, spec), out / "training")
+    draws = draw_grids(spec, Path(results), f"draws_{dataset}_{spec.split}.png")
+    if draws:
+        figure += save_figure(draws_figure(draws), out / "what_z_keeps")
     missing = [f"{a.name}-s{s}" for a in spec.arms for s in a.seeds]
     missing = [m for m in missing if not (per_seed["arm"] + "-s" + per_seed["seed"].astype(str))
                .eq(m).any()]  # fmt: skip
@@ -377,5 +380,31 @@ def training_figure(logs: pd.DataFrame, spec: Spec) -> plt.Figure:
     low, high = logs["distortion"].quantile([0.0, 0.9])
     axes[1].set_ylim(low - 2, high)
     axes[1].legend(title=None, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def draw_grids(spec: Spec, root: Path, name: str) -> dict[str, Path]:
+    """{arm label: its first seed's decoder-draws grid} for arms whose evaluation wrote one
+    (see :func:`vlae_models.evaluate.decoder_draws`)."""
+    grids = {}
+    for arm in spec.arms:
+        for seed in arm.seeds:
+            found = sorted((root / f"{arm.name}-s{seed}").rglob(name))
+            if found:
+                grids[f"{arm.label} (seed {seed})"] = found[0]
+                break
+    return grids
+
+
+def draws_figure(grids: dict[str, Path]) -> plt.Figure:
+    """The arms' "what z keeps" grids stacked: in each row a test image, then draws from
+    p(x | z) for its one z."""
+    fig, axes = plt.subplots(len(grids), 1, figsize=(6, 3.3 * len(grids)), dpi=150, squeeze=False)
+    for ax, (label, path) in zip(axes[:, 0], grids.items(), strict=True):
+        ax.imshow(plt.imread(path), interpolation="nearest")
+        ax.set_title(label, fontsize=9)
+        ax.axis("off")
+    fig.suptitle("first column: test image; then 7 draws from p(x | z) for one z", fontsize=10)
     fig.tight_layout()
     return fig

@@ -23,6 +23,7 @@ from benchmarks.cli import app
 from benchmarks.comparison import (
     check_expectations,
     comparison_table,
+    draw_grids,
     load_spec,
     seed_results,
     training_logs,
@@ -95,7 +96,8 @@ def tree(tmp_path_factory, binarized_mnist_dir) -> tuple[Path, Path, dict]:
         config = TrainConfig(steps=4, batch_size=4, log_every=2, progress=False, seed=seed)
         train(model, pixels, config=config, out_dir=folder / "train")
         model.eval()
-        rows[("local", seed, "elbo")] = _evaluate(model, pixels, folder / "elbo")
+        grids = {"out_dir": folder / "elbo"} if seed == 2 else {}  # with decoder draws
+        rows[("local", seed, "elbo")] = _evaluate(model, pixels, folder / "elbo", **grids)
         rows[("local", seed, "iwae")] = _evaluate(model, pixels[:4], folder / "iwae", iw_samples=3)
     torch.manual_seed(3)
     rows[("alone", 1, "elbo")] = _evaluate(build("pixelcnn").eval(), pixels, root / "alone-s1")
@@ -167,6 +169,10 @@ def test_cli_writes_the_report_figure_and_seed_table(tree, tmp_path) -> None:
     assert "Not run yet: never-s1." in report
     assert (tmp_path / "comparison.png").stat().st_size > 10_000
     assert "![training](training.png)" in report and (tmp_path / "training.png").exists()
+    # only seed 2 of one arm saved decoder draws: that grid, labelled with its seed
+    grids = draw_grids(load_spec(spec_path), root, "draws_binarized-mnist_test.png")
+    assert list(grids) == ["small VLAE (seed 2)"]
+    assert "![what_z_keeps](what_z_keeps.png)" in report
     seeds = pd.read_csv(tmp_path / "comparison_seeds.csv")
     assert len(seeds) == 3
 
