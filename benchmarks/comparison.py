@@ -167,7 +167,9 @@ def _training(folder: Path) -> dict[str, Any]:
     except json.JSONDecodeError as err:
         raise BenchError(f"{path} is not valid JSON: {err}") from err
     steps = run.get("train_config", {}).get("steps")
-    return {"train_steps": steps, "train_wall_s": run.get("wall_s")}
+    wall = run.get("wall_s")  # this session, plus any it resumed from
+    total = wall + run.get("earlier_wall_s", 0.0) if wall is not None else None
+    return {"train_steps": steps, "train_wall_s": total}
 
 
 # --- side by side --------------------------------------------------------------------------

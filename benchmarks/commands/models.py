@@ -15,7 +15,9 @@ bool (true/false), none, int, float, else kept as text.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,7 @@ import typer
 
 from benchmarks.errors import BenchError
 from benchmarks.report import load_runs, render_report
-from benchmarks.results import recorded_run
+from benchmarks.results import RUN_JSON, recorded_run
 
 DataDir = typer.Option(None, "--data-dir", help="Dataset root (else $VLAE_BENCH_DATA, cache).")
 
@@ -82,15 +84,40 @@ def train_command(
     pixels = load_pixels(dataset, split, data_dir, config.seed)
     eval_pixels = load_pixels(dataset, eval_split, data_dir, config.seed) if eval_split else None
     out.mkdir(parents=True, exist_ok=True)
+    earlier = {} if fresh else earlier_wall_time(out)
     with recorded_run(
         out, "train", model=model, dataset=dataset, split=split,
-        model_config=model_over, train_config=dataclasses.asdict(config),
+        model_config=model_over, train_config=dataclasses.asdict(config), **earlier,
     ):  # fmt: skip
         ckpt = train(
             model, pixels, config=config, out_dir=out, eval_data=eval_pixels,
             model_config=model_over, resume=not fresh,
         )  # fmt: skip
     typer.echo(f"checkpoint: {ckpt}")
+
+
+def earlier_wall_time(out: Path) -> dict[str, float]:
+    """``{"earlier_wall_s": seconds}`` that earlier sessions of a resumed run spent reaching
+    the checkpoint it resumes from; empty when there is nothing to resume.
+
+    A finished or interrupted session recorded its ``wall_s``; one that was killed did not, and
+    counts from its start to the checkpoint's last write (later steps are redone, and counted,
+    by the new session). Sessions chain through their own ``earlier_wall_s``.
+    """
+    from vlae_models.train import CHECKPOINT_NAME
+
+    run, ckpt = out / RUN_JSON, out / CHECKPOINT_NAME
+    if not (run.exists() and ckpt.exists()):
+        return {}
+    try:
+        info = json.loads(run.read_text())
+        wall = info.get("wall_s")
+        if wall is None:
+            started = datetime.fromisoformat(info["started"]).timestamp()
+            wall = max(0.0, ckpt.stat().st_mtime - started)
+    except (json.JSONDecodeError, KeyError, ValueError) as err:
+        raise BenchError(f"{run} is damaged ({err}); move it away or train with --fresh") from err
+    return {"earlier_wall_s": round(float(info.get("earlier_wall_s", 0.0)) + float(wall), 2)}
 
 
 def eval_command(

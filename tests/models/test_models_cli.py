@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -71,6 +72,44 @@ def test_train_then_eval(app: typer.Typer, data_root: Path, tmp_path: Path):
     assert json.loads((out / "run.json").read_text())["status"] == "complete"
     report = (out / "report.md").read_text()
     assert "binarized-mnist / test: models" in report and "beta-vae" in report
+
+
+def test_resumed_training_counts_the_earlier_sessions_wall_time(
+    app: typer.Typer, data_root: Path, tmp_path: Path
+):
+    if not (data_root / "binarized_mnist").is_dir():
+        pytest.skip("binarized_mnist missing")
+    run = tmp_path / "run"
+
+    def train(steps: int) -> dict:
+        args = [
+            "train", "beta-vae", "--dataset", "binarized-mnist", "--steps", str(steps),
+            "--set", "width=8", "--set", "latent_dim=2", "--set", "batch_size=8",
+            "--set", "progress=false", "--out", str(run), "--data-dir", str(data_root),
+        ]  # fmt: skip
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        return json.loads((run / "run.json").read_text())
+
+    first = train(2)
+    assert "earlier_wall_s" not in first
+    second = train(4)  # resumes a finished session: its recorded wall time carries over
+    assert second["earlier_wall_s"] == pytest.approx(first["wall_s"], abs=0.01)
+    # a killed session leaves run.json "running" with no wall time: count its start to the
+    # checkpoint's last write
+    ckpt_time = (run / "checkpoint.safetensors").stat().st_mtime
+    killed = {**second, "status": "running", "earlier_wall_s": 7.0}
+    killed["started"] = datetime.fromtimestamp(ckpt_time - 100.0, UTC).isoformat()
+    del killed["wall_s"]
+    (run / "run.json").write_text(json.dumps(killed))
+    third = train(6)
+    assert third["earlier_wall_s"] == pytest.approx(107.0, abs=0.01)
+    (run / "run.json").write_text("{not json")
+    result = CliRunner().invoke(
+        app, ["train", "beta-vae", "--dataset", "binarized-mnist", "--steps", "8",
+              "--out", str(run), "--data-dir", str(data_root)],
+    )  # fmt: skip
+    assert isinstance(result.exception, BenchError) and "--fresh" in str(result.exception)
 
 
 def test_train_on_8bit_data_with_bernoulli_explains(
