@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.errors import BenchError
-from benchmarks.plots import plt, save_figure, sns
+from benchmarks.plots import arm_comparison_figure, draws_figure, save_figure, training_figure
 from benchmarks.report import markdown_table
 from benchmarks.results import PARQUET, RUN_JSON, atomic_write, read_results
 
@@ -143,13 +143,14 @@ def _one_seed(frame: pd.DataFrame) -> dict[str, Any]:
         gap = float(best["neg_elbo_nats"]) - float(best["nll_nats"])
     else:
         gap = np.nan
+    neg_elbo = full.get("neg_elbo_nats")
+    if pd.isna(neg_elbo):  # a model without latents has no ELBO of its own: its NLL is exact
+        neg_elbo = full["nll_nats"]
     return {
         "nll": float(best["nll_nats"]),
         "nll_estimator": estimator,
         "nll_examples": int(best["n_examples"]),
-        "neg_elbo": float(full.get("neg_elbo_nats", np.nan))
-        if pd.notna(full.get("neg_elbo_nats"))
-        else float(full["nll_nats"]),
+        "neg_elbo": float(neg_elbo),
         "kl": float(full["rate_nats"]),
         "distortion": float(full["distortion_nats"]),
         "examples": int(full["n_examples"]),
@@ -274,16 +275,16 @@ def write_comparison(spec_path: Path, results: Path, dataset: str, out: Path) ->
     table = comparison_table(spec, per_seed, dataset)
     checks = check_expectations(spec, table)
     out.mkdir(parents=True, exist_ok=True)
-    figure = save_figure(comparison_figure(table, per_seed, spec, dataset), out / "comparison")
+    ran = set(zip(per_seed["arm"], per_seed["seed"], strict=True))
+    order = [a.name for a in spec.arms if a.name in set(per_seed["arm"])]
+    figure = save_figure(arm_comparison_figure(table, per_seed, order, dataset), out / "comparison")
     logs = training_logs(spec, Path(results))
     if not logs.empty:
-        figure += save_figure(training_figure(logs, spec), out / "training")
+        figure += save_figure(training_figure(logs, order), out / "training")
     draws = draw_grids(spec, Path(results), f"draws_{dataset}_{spec.split}.png")
     if draws:
         figure += save_figure(draws_figure(draws), out / "what_z_keeps")
-    missing = [f"{a.name}-s{s}" for a in spec.arms for s in a.seeds]
-    missing = [m for m in missing if not (per_seed["arm"] + "-s" + per_seed["seed"].astype(str))
-               .eq(m).any()]  # fmt: skip
+    missing = [f"{a.name}-s{s}" for a in spec.arms for s in a.seeds if (a.name, s) not in ran]
     md = [
         f"# {spec.title or spec.name}: {dataset}, {spec.split} split",
         "",
@@ -312,41 +313,6 @@ def write_comparison(spec_path: Path, results: Path, dataset: str, out: Path) ->
     return [report, seeds_csv, *figure]
 
 
-def comparison_figure(
-    table: pd.DataFrame, per_seed: pd.DataFrame, spec: Spec, dataset: str
-) -> plt.Figure:
-    """NLL and KL per arm: each of our seeds (dots) and the paper's value (crosses; a
-    hollow cross where the paper's number is for another dataset)."""
-    order = [a.name for a in spec.arms if a.name in set(per_seed["arm"])]
-    rows = table.set_index("arm").loc[order]
-    colours = sns.color_palette("deep", len(order))
-    sns.set_theme(style="whitegrid", context="notebook")
-    fig, axes = plt.subplots(1, 2, figsize=(11, 0.5 * len(order) + 1.7), dpi=150, sharey=True)
-    panels = (("nll", "test NLL [nats]"), ("kl", "KL(q(z|x) ‖ p(z)) [nats]"))
-    for ax, (metric, title) in zip(axes, panels, strict=True):
-        for i, arm in enumerate(order):
-            ours = per_seed.loc[per_seed["arm"] == arm, metric].astype(float)
-            ax.scatter(ours, [i] * len(ours), s=45, color=colours[i], alpha=0.85, zorder=3)
-            paper = float(rows.loc[arm, f"paper_{metric}"])
-            if not np.isnan(paper):
-                same = rows.loc[arm, "paper_dataset"] == dataset
-                ax.scatter(
-                    [paper], [i], marker="X", s=80, zorder=4,
-                    facecolor="black" if same else "white", edgecolor="black",
-                )  # fmt: skip
-        ax.set_xlabel(title)
-    axes[0].set_yticks(range(len(order)), list(rows["label"]))
-    axes[0].set_ylim(len(order) - 0.5, -0.5)
-    handles = [
-        plt.Line2D([], [], ls="", marker="o", color="grey", label="ours (one dot per seed)"),
-        plt.Line2D([], [], ls="", marker="X", color="black", label=f"paper, {dataset}"),
-        plt.Line2D([], [], ls="", marker="X", mfc="white", mec="black", label="paper, other data"),
-    ]
-    fig.legend(handles=handles, loc="upper center", ncol=3, frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, 0.9))
-    return fig
-
-
 def training_logs(spec: Spec, root: Path) -> pd.DataFrame:
     """The training loss logs (``<arm>-s<seed>/train/train_log.jsonl``) as one long table:
     arm, seed, step, rate and distortion (training-batch means, nats)."""
@@ -366,26 +332,6 @@ def training_logs(spec: Spec, root: Path) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def training_figure(logs: pd.DataFrame, spec: Spec) -> plt.Figure:
-    """Rate (KL) and distortion against training step, one line per (arm, seed)."""
-    order = [a.name for a in spec.arms if a.name in set(logs["arm"])]
-    sns.set_theme(style="whitegrid", context="notebook")
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), dpi=150)
-    for ax, metric, label in zip(
-        axes, ("rate", "distortion"), ("rate: KL [nats]", "distortion [nats]"), strict=True
-    ):
-        sns.lineplot(
-            data=logs, x="step", y=metric, hue="arm", hue_order=order, units="seed",
-            estimator=None, lw=1.2, ax=ax, legend=ax is axes[1],
-        )  # fmt: skip
-        ax.set_ylabel(f"{label}, training batches")
-    low, high = logs["distortion"].quantile([0.0, 0.9])
-    axes[1].set_ylim(low - 2, high)
-    axes[1].legend(title=None, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    fig.tight_layout()
-    return fig
-
-
 def draw_grids(spec: Spec, root: Path, name: str) -> dict[str, Path]:
     """{arm label: its first seed's decoder-draws grid} for arms whose evaluation wrote one
     (see :func:`vlae_models.evaluate.decoder_draws`)."""
@@ -397,16 +343,3 @@ def draw_grids(spec: Spec, root: Path, name: str) -> dict[str, Path]:
                 grids[f"{arm.label} (seed {seed})"] = found[0]
                 break
     return grids
-
-
-def draws_figure(grids: dict[str, Path]) -> plt.Figure:
-    """The arms' "what z keeps" grids stacked: in each row a test image, then draws from
-    p(x | z) for its one z."""
-    fig, axes = plt.subplots(len(grids), 1, figsize=(6, 3.3 * len(grids)), dpi=150, squeeze=False)
-    for ax, (label, path) in zip(axes[:, 0], grids.items(), strict=True):
-        ax.imshow(plt.imread(path), interpolation="nearest")
-        ax.set_title(label, fontsize=9)
-        ax.axis("off")
-    fig.suptitle("first column: test image; then 7 draws from p(x | z) for one z", fontsize=10)
-    fig.tight_layout()
-    return fig

@@ -1,4 +1,5 @@
-"""Seaborn rate-distortion figures from aggregated results (one curve per method)."""
+"""Seaborn figures: rate-distortion curves from aggregated results (one curve per method),
+and the figures of a paper-style comparison (:mod:`benchmarks.comparison`)."""
 
 from __future__ import annotations
 
@@ -125,3 +126,74 @@ def rd_plots(agg: pd.DataFrame, out_dir: Path) -> dict[tuple[str, str], list[Pat
                     fig, out_dir / f"rd_{metric}_{slug(dataset)}"
                 )
     return written
+
+
+# --- paper-style comparisons -------------------------------------------------------------
+
+
+def arm_comparison_figure(
+    table: pd.DataFrame, per_seed: pd.DataFrame, order: list[str], dataset: str
+) -> plt.Figure:
+    """NLL and KL per arm (rows in ``order``): each of our seeds (dots) and the paper's value
+    (crosses; hollow where the paper's number is for another dataset). ``table`` and
+    ``per_seed`` are :mod:`benchmarks.comparison`'s tables."""
+    rows = table.set_index("arm").loc[order]
+    colours = sns.color_palette("deep", len(order))
+    sns.set_theme(style="whitegrid", context="notebook")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.5 * len(order) + 1.7), dpi=150, sharey=True)
+    panels = (("nll", "test NLL [nats]"), ("kl", "KL(q(z|x) ‖ p(z)) [nats]"))
+    for ax, (metric, title) in zip(axes, panels, strict=True):
+        for i, arm in enumerate(order):
+            ours = per_seed.loc[per_seed["arm"] == arm, metric].astype(float)
+            ax.scatter(ours, [i] * len(ours), s=45, color=colours[i], alpha=0.85, zorder=3)
+            paper = float(rows.loc[arm, f"paper_{metric}"])
+            if not np.isnan(paper):
+                same = rows.loc[arm, "paper_dataset"] == dataset
+                ax.scatter(
+                    [paper], [i], marker="X", s=80, zorder=4,
+                    facecolor="black" if same else "white", edgecolor="black",
+                )  # fmt: skip
+        ax.set_xlabel(title)
+    axes[0].set_yticks(range(len(order)), list(rows["label"]))
+    axes[0].set_ylim(len(order) - 0.5, -0.5)
+    handles = [
+        plt.Line2D([], [], ls="", marker="o", color="grey", label="ours (one dot per seed)"),
+        plt.Line2D([], [], ls="", marker="X", color="black", label=f"paper, {dataset}"),
+        plt.Line2D([], [], ls="", marker="X", mfc="white", mec="black", label="paper, other data"),
+    ]
+    fig.legend(handles=handles, loc="upper center", ncol=3, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    return fig
+
+
+def training_figure(logs: pd.DataFrame, order: list[str]) -> plt.Figure:
+    """Rate (KL) and distortion against training step, one line per (arm, seed); ``logs`` is
+    :func:`benchmarks.comparison.training_logs`'s table."""
+    sns.set_theme(style="whitegrid", context="notebook")
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), dpi=150)
+    for ax, metric, label in zip(
+        axes, ("rate", "distortion"), ("rate: KL [nats]", "distortion [nats]"), strict=True
+    ):
+        sns.lineplot(
+            data=logs, x="step", y=metric, hue="arm", hue_order=order, units="seed",
+            estimator=None, lw=1.2, ax=ax, legend=ax is axes[1],
+        )  # fmt: skip
+        ax.set_ylabel(f"{label}, training batches")
+    low, high = logs["distortion"].quantile([0.0, 0.9])
+    axes[1].set_ylim(low - 2, high)
+    axes[1].legend(title=None, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def draws_figure(grids: dict[str, Path]) -> plt.Figure:
+    """The arms' "what z keeps" grids stacked: in each row a test image, then draws from
+    p(x | z) for its one z."""
+    fig, axes = plt.subplots(len(grids), 1, figsize=(6, 3.3 * len(grids)), dpi=150, squeeze=False)
+    for ax, (label, path) in zip(axes[:, 0], grids.items(), strict=True):
+        ax.imshow(plt.imread(path), interpolation="nearest")
+        ax.set_title(label, fontsize=9)
+        ax.axis("off")
+    fig.suptitle("first column: test image; then 7 draws from p(x | z) for one z", fontsize=10)
+    fig.tight_layout()
+    return fig
