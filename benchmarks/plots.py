@@ -195,5 +195,5 @@ def draws_figure(grids: dict[str, Path]) -> plt.Figure:
         ax.set_title(label, fontsize=9)
         ax.axis("off")
     fig.suptitle("first column: test image; then 7 draws from p(x | z) for one z", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.985))
     return fig

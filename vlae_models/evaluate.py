@@ -334,7 +334,7 @@ def save_grids(
     sample_path = out_dir / f"samples{suffix}.png"
     save_image(model.sample(64).float().cpu(), sample_path, nrow=8, pad_value=0.5)
     written = [recon_path, sample_path]
-    if getattr(model, "autoregressive", False) and model.has_continuous_latents:
+    if getattr(model, "autoregressive", False) and model.has_latents:
         written.append(out_dir / f"draws{suffix}.png")
         save_image(decoder_draws(model, x[::per_row]), written[-1], nrow=8, pad_value=0.5)
     return written

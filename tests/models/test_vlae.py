@@ -248,10 +248,14 @@ def test_pixelcnn_is_exact_normalised_and_has_zero_rate() -> None:
     assert model.loss(out).item() == pytest.approx(out.distortion.mean().item())
 
 
-def test_pixelcnn_evaluation_reports_the_exact_nll_without_an_iwae_pass() -> None:
+def test_pixelcnn_evaluation_reports_the_exact_nll_without_an_iwae_pass(tmp_path) -> None:
     model = make("pixelcnn", image_size=8).eval()
     pixels = binary_batch(6, 8).to(torch.uint8)
-    (row,) = evaluate(model, pixels, iw_samples=50, mutual_info=False, recon_examples=0)
+    (row,) = evaluate(
+        model, pixels, iw_samples=50, mutual_info=False, recon_examples=0, out_dir=tmp_path
+    )
+    # no z, so no "what z keeps" grid (a VLAE writes one: tests/test_comparison.py)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["recon.png", "samples.png"]
     with torch.no_grad():
         exact = -model.log_likelihood(model.prepare(pixels), 1).double().mean().item()
     assert row["estimator"] == "exact" and "iw_samples" not in row
