@@ -28,8 +28,9 @@ import pandas as pd
 
 from benchmarks.errors import BenchError
 from benchmarks.plots import arm_comparison_figure, draws_figure, save_figure, training_figure
-from benchmarks.report import markdown_table
-from benchmarks.results import PARQUET, RUN_JSON, atomic_write, read_results
+from benchmarks.report import load_runs, markdown_table
+from benchmarks.results import PARQUET, atomic_write, read_results
+from vlae_models.train import LOG_NAME
 
 METRICS = ("nll", "kl", "distortion", "neg_elbo")
 _OPS = {"<": operator.lt, ">": operator.gt, "<=": operator.le, ">=": operator.ge}
@@ -100,9 +101,10 @@ def load_spec(path: Path) -> Spec:
 def seed_results(spec: Spec, root: Path, dataset: str) -> pd.DataFrame:
     """One row per (arm, seed) that has results under ``root``: NLL, KL, distortion, -ELBO.
 
-    KL, distortion and -ELBO come from the evaluation over the most examples (the whole
-    split); NLL is the best estimate made: the exact likelihood, else the IWAE bound with the
-    most samples, else the negative ELBO. ``nll_estimator`` and ``nll_examples`` say which.
+    Only continuous-latent rows (``rate_kind="kl"``) are read. KL, distortion and -ELBO come
+    from the evaluation over the most examples (the whole split); NLL is the best estimate
+    made: the exact likelihood, else the IWAE bound with the most samples, else the negative
+    ELBO. ``nll_estimator`` and ``nll_examples`` say which.
     """
     root = Path(root)
     if not root.is_dir():
@@ -160,13 +162,10 @@ def _one_seed(frame: pd.DataFrame) -> dict[str, Any]:
 
 
 def _training(folder: Path) -> dict[str, Any]:
-    path = folder / "train" / RUN_JSON
-    if not path.exists():
+    runs = load_runs([folder / "train"])
+    if not runs:
         return {"train_steps": np.nan, "train_wall_s": np.nan}
-    try:
-        run = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise BenchError(f"{path} is not valid JSON: {err}") from err
+    run = runs[0]
     steps = run.get("train_config", {}).get("steps")
     wall = run.get("wall_s")  # this session, plus any it resumed from
     total = wall + run.get("earlier_wall_s", 0.0) if wall is not None else None
@@ -319,7 +318,7 @@ def training_logs(spec: Spec, root: Path) -> pd.DataFrame:
     frames = []
     for arm in spec.arms:
         for seed in arm.seeds:
-            path = root / f"{arm.name}-s{seed}" / "train" / "train_log.jsonl"
+            path = root / f"{arm.name}-s{seed}" / "train" / LOG_NAME
             if not path.exists():
                 continue
             try:

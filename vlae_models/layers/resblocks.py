@@ -13,6 +13,18 @@ from torch import Tensor, nn
 from vlae_models.core import ModelError
 
 
+def bottleneck_layers(in_ch: int, mid: int, out_ch: int) -> nn.Sequential:
+    """Pre-activation 1x1 -> 3x3 -> 1x1 convolutions, ``in_ch -> mid -> mid -> out_ch``."""
+    return nn.Sequential(
+        nn.SiLU(),
+        nn.Conv2d(in_ch, mid, 1),
+        nn.SiLU(),
+        nn.Conv2d(mid, mid, 3, padding=1),
+        nn.SiLU(),
+        nn.Conv2d(mid, out_ch, 1),
+    )
+
+
 class ResBlock(nn.Module):
     """Pre-activation bottleneck residual block: x + conv1x1(conv3x3(conv1x1(x))).
 
@@ -23,15 +35,7 @@ class ResBlock(nn.Module):
 
     def __init__(self, width: int, zero_init: bool = True) -> None:
         super().__init__()
-        mid = max(width // 4, 4)
-        self.net = nn.Sequential(
-            nn.SiLU(),
-            nn.Conv2d(width, mid, 1),
-            nn.SiLU(),
-            nn.Conv2d(mid, mid, 3, padding=1),
-            nn.SiLU(),
-            nn.Conv2d(mid, width, 1),
-        )
+        self.net = bottleneck_layers(width, max(width // 4, 4), width)
         if zero_init:
             nn.init.zeros_(self.net[-1].weight)
             nn.init.zeros_(self.net[-1].bias)
@@ -45,14 +49,7 @@ class Bottleneck(nn.Module):
 
     def __init__(self, in_ch: int, mid: int, out_ch: int) -> None:
         super().__init__()
-        self.net = nn.Sequential(
-            nn.SiLU(),
-            nn.Conv2d(in_ch, mid, 1),
-            nn.SiLU(),
-            nn.Conv2d(mid, mid, 3, padding=1),
-            nn.SiLU(),
-            nn.Conv2d(mid, out_ch, 1),
-        )
+        self.net = bottleneck_layers(in_ch, mid, out_ch)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
