@@ -28,7 +28,8 @@ from typing import Any, ClassVar
 import numpy as np
 from PIL import Image, features
 
-from baselines.codec import Codec, CodecError, ParamSpec, register_codec
+from baselines.codec import Codec, CodecError, register_codec
+from baselines.method import ParamSpec
 
 QUALITY = ParamSpec("quality", 0, 100, 75, sweep=tuple(range(10, 100, 10)))
 
@@ -57,6 +58,13 @@ class PillowCodec(Codec):
     def decode(self, data: bytes) -> np.ndarray:
         with Image.open(io.BytesIO(data)) as img:
             img.load()
+            return np.asarray(img)
+
+    def decode_as(self, data: bytes, shape: tuple[int, ...]) -> np.ndarray:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            if len(shape) == 2 and img.mode != "L":
+                img = img.convert("L")  # WebP and AVIF store gray as colour
             return np.asarray(img)
 
 

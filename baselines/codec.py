@@ -1,4 +1,4 @@
-"""The codec protocol and its registry.
+"""Codecs: methods that write bytes.
 
 A codec turns a uint8 image (H x W x 3, or H x W for gray and binary arrays) into bytes and
 back. The bytes counted for the rate are exactly what ``encode`` returns: the whole stream,
@@ -10,57 +10,21 @@ from __future__ import annotations
 
 import abc
 import math
-from dataclasses import dataclass
-from typing import ClassVar
+import time
+from collections.abc import Sequence
 
 import numpy as np
 
+from baselines.method import METHODS, Coding, Method, MethodError
 
-class CodecError(Exception):
-    """Unknown codec, unavailable codec or parameter out of range: printed as one line."""
-
-
-@dataclass(frozen=True)
-class ParamSpec:
-    """The one parameter a codec's rate is controlled by."""
-
-    name: str
-    low: float
-    high: float
-    default: float
-    integer: bool = True
-    sweep: tuple[float, ...] = ()  # values a sweep uses when the user gives none
-
-    @property
-    def default_sweep(self) -> tuple[float, ...]:
-        return self.sweep or (self.default,)
-
-    def check(self, codec: str, value: float) -> float:
-        if not (math.isfinite(value) and self.low <= value <= self.high):
-            raise CodecError(
-                f"{self.name} {value:g} out of range for codec '{codec}' "
-                f"(allowed {self.low:g}..{self.high:g})"
-            )
-        if self.integer and value != int(value):
-            raise CodecError(f"{self.name} for codec '{codec}' must be an integer, got {value:g}")
-        return int(value) if self.integer else float(value)
+LN2 = math.log(2.0)
+CodecError = MethodError  # the name codec code and tests have always used
 
 
-class Codec(abc.ABC):
-    """One codec at one parameter value. Subclasses set the class attributes below."""
+class Codec(Method):
+    """A method whose rate is the length of the stream it writes (``rate_kind`` ``coded``)."""
 
-    name: ClassVar[str]
-    description: ClassVar[str]
-    param: ClassVar[ParamSpec]
-    lossless: ClassVar[bool] = False
-
-    def __init__(self, value: float | None = None) -> None:
-        self.value = self.param.check(self.name, self.param.default if value is None else value)
-
-    @classmethod
-    def unavailable_reason(cls) -> str | None:
-        """Why this codec cannot run on this machine, or None when it can."""
-        return None
+    rate_kinds = ("coded",)
 
     @abc.abstractmethod
     def encode(self, image: np.ndarray) -> bytes:
@@ -70,28 +34,35 @@ class Codec(abc.ABC):
     def decode(self, data: bytes) -> np.ndarray:
         """Decompress to a uint8 array of the encoded shape."""
 
-    def __repr__(self) -> str:
-        return f"{self.name}({self.param.name}={self.value})"
+    def decode_as(self, data: bytes, shape: tuple[int, ...]) -> np.ndarray:
+        """Decode for an original of ``shape``: codecs that store gray as colour (WebP, AVIF)
+        convert back to gray here, as a decoder asked for gray output would."""
+        return self.decode(data)
 
-
-CODECS: dict[str, type[Codec]] = {}
+    def code(self, arrays: Sequence[np.ndarray]) -> list[Coding]:
+        codings = []
+        for image in arrays:
+            start = time.perf_counter()
+            data = self.encode(image)
+            enc_s = time.perf_counter() - start
+            start = time.perf_counter()
+            decoded = self.decode_as(data, image.shape)
+            dec_s = time.perf_counter() - start
+            codings.append(
+                Coding(decoded, {"coded": len(data) * 8 * LN2}, enc_s, dec_s, n_bytes=len(data))
+            )
+        return codings
 
 
 def register_codec(cls: type[Codec]) -> type[Codec]:
-    CODECS[cls.name] = cls
-    return cls
-
-
-def _load_codec_modules() -> None:
-    from baselines import classical  # noqa: F401  (registers the classical codecs)
+    return METHODS.add(cls.name)(cls)
 
 
 def codec_class(name: str) -> type[Codec]:
     """Look a codec up by name; unknown or unavailable codecs raise CodecError."""
-    _load_codec_modules()
-    if name not in CODECS:
-        raise CodecError(f"unknown codec '{name}'; available: {', '.join(sorted(CODECS))}")
-    cls = CODECS[name]
+    cls = METHODS[name]
+    if not issubclass(cls, Codec):
+        raise CodecError(f"'{name}' is a method but not a codec")
     reason = cls.unavailable_reason()
     if reason:
         raise CodecError(f"codec '{name}' is unavailable on this machine: {reason}")
@@ -104,5 +75,4 @@ def make_codec(name: str, value: float | None = None) -> Codec:
 
 def all_codecs() -> list[type[Codec]]:
     """Every registered codec, available or not (check ``unavailable_reason``)."""
-    _load_codec_modules()
-    return [CODECS[k] for k in sorted(CODECS)]
+    return [cls for _, cls in METHODS.items() if issubclass(cls, Codec)]

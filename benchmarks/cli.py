@@ -1,4 +1,6 @@
-"""The ``vlae-bench`` command line: thin wrappers over the library.
+"""The ``vlae-bench`` command line. It parses options and prints; the work is in the library
+(:mod:`benchmarks.evaluation`, :mod:`benchmarks.model_runs`, :mod:`benchmarks.report`, ...),
+which is imported inside each command so that ``--help`` answers at once.
 
 Errors caused by input (missing data, bad options, corrupt files) are printed as one line
 and exit with status 2; set VLAE_BENCH_DEBUG=1 to see the traceback instead.
@@ -12,28 +14,24 @@ import time
 from pathlib import Path
 
 import typer
-
-from baselines.codec import CodecError, all_codecs
-from benchmarks import datasets
-from benchmarks.commands import models as models_commands
-from benchmarks.errors import BenchError
-from benchmarks.report import load_runs, render_report
-from benchmarks.results import PARQUET, make_frame, read_results, recorded_run, write_results
-from benchmarks.run_codecs import default_workers, plan_sweeps, run_codecs
-from vlae_models.core import ModelError
+from typer.exceptions import Abort, Exit, TyperException
 
 app = typer.Typer(
     help="Benchmark lossy latent-variable image models against classical and learned codecs.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,
 )
 data_app = typer.Typer(help="Datasets: where they are found and whether they verify.")
 app.add_typer(data_app, name="data")
 
-USER_ERRORS = (BenchError, CodecError, ModelError, FileNotFoundError)
 DataDir = typer.Option(None, "--data-dir", help="Dataset root (else $VLAE_BENCH_DATA, cache).")
 DEMO_CODECS = ["jpeg", "webp", "avif", "jxl", "jpeg2000", "png"]
+
+
+def echo_err(text: str) -> None:
+    typer.echo(text, err=True)
 
 
 @data_app.command("list")
@@ -42,108 +40,85 @@ def data_list(
     verify: bool = typer.Option(True, help="Hash files against their published checksums."),
 ) -> None:
     """Show each dataset, where it was found, and whether its checksum verified."""
-    table = datasets.dataset_status(data_dir, verify=verify)
-    typer.echo(table.to_markdown(index=False))
+    from benchmarks import datasets
+
+    typer.echo(datasets.dataset_status(data_dir, verify=verify).to_markdown(index=False))
 
 
-def _codec_listing() -> str:
+def method_listing() -> str:
+    from baselines.method import METHODS
+
     lines = []
-    for cls in all_codecs():
+    for name, cls in METHODS.items():
         p = cls.param
         state = cls.unavailable_reason() or "available"
-        kind = "lossless" if cls.lossless else "lossy"
+        kind = "lossless" if cls.lossless else "/".join(cls.rate_kinds)
         lines.append(
-            f"{cls.name:9} {kind:8} {p.name}={p.low:g}..{p.high:g} (default {p.default:g})  "
+            f"{name:9} {kind:14} {p.name}={p.low:g}..{p.high:g} (default {p.default:g})  "
             f"{cls.description}  [{state}]"
         )
     return "\n".join(lines)
 
 
-def evaluate_codecs_to(
-    out: Path,
-    dataset: str,
-    codec_specs: list[str],
-    quality: str | None,
-    data_dir: Path | None,
-    limit: int | None,
-    workers: int | None,
-    overwrite: bool,
-    anchor: str | None,
-    latex: bool,
-) -> None:
-    """Run a codec sweep into ``out``, keeping finished rows even if interrupted."""
-    sweeps, notes = plan_sweeps(codec_specs, quality)
-    for note in notes:
-        typer.echo(f"note: {note}", err=True)
-    images = datasets.load_images(dataset, data_dir=data_dir, limit=limit)
-    out.mkdir(parents=True, exist_ok=True)
-    rows: list[dict] = []
-    if (out / PARQUET).exists() and not overwrite:
-        previous = read_results([out])
-        if set(previous["dataset"].dropna()) - {dataset}:
-            raise BenchError(f"{out} holds results for another dataset; use another --out")
-        rows = previous.to_dict("records")
-        typer.echo(f"resuming: {len(rows)} rows already in {out / PARQUET}", err=True)
-    done = {(r["method"], float(r["value"]), r["image"]) for r in rows}
-    details = {"dataset": dataset, "codecs": codec_specs, "quality": quality}
-    start, last_write = time.perf_counter(), 0.0
-    with recorded_run(out, "codecs", **details) as run:
-        try:
-            for new_rows in run_codecs(
-                images, sweeps, dataset=dataset, run_id=run["run_id"], versions=run["versions"],
-                workers=workers, skip=done,
-            ):  # fmt: skip
-                rows.extend(new_rows)
-                if time.perf_counter() - last_write > 2.0:  # an interrupt then loses little
-                    write_results(make_frame(rows), out)
-                    last_write = time.perf_counter()
-        except KeyboardInterrupt:
-            typer.echo(f"interrupted: {len(rows)} rows kept in {out}; rerun to resume", err=True)
-            raise
-        finally:
-            if rows:
-                write_results(make_frame(rows), out)
-            run["rows"] = len(rows)
-    frame = make_frame(rows)
-    render_report(frame, out, runs=load_runs([out]), anchor=anchor, latex=latex)
-    typer.echo(f"{len(frame)} rows, {time.perf_counter() - start:.1f} s -> {out}")
-
-
 @app.command()
 def codecs(
-    dataset: str = typer.Option("kodak", help="kodak, embedded, folder:PATH, ..."),
+    dataset: str = typer.Option(
+        "kodak",
+        help="kodak, embedded, mnist, binarized-mnist, folder:PATH; options after a "
+        "colon: kodak:patches=64, mnist:crop=16, binarized-mnist:mosaic.",
+    ),
     codec: list[str] = typer.Option(
-        [], "--codec", "-c", help="Codec name, optionally NAME=START:STOP:STEP. Repeatable."
+        [],
+        "--codec",
+        "-c",
+        help="NAME or NAME=START:STOP:STEP, model:CHECKPOINT, zoo:NAME. Repeatable.",
     ),
     quality: str | None = typer.Option(
         None, help="Quality sweep START:STOP:STEP or a comma list (codecs with a quality)."
     ),
+    split: str | None = typer.Option(None, help="Split of an array dataset (default test)."),
     out: Path = typer.Option(Path("runs/codecs"), help="Run folder for results and report."),
     data_dir: Path | None = DataDir,
-    limit: int | None = typer.Option(None, min=1, help="Use only the first N images."),
+    limit: int | None = typer.Option(
+        None, min=1, help="First N images; N rows spread evenly over an array split."
+    ),
     workers: int | None = typer.Option(None, min=1, help="Processes (default: all cores)."),
+    device: str = typer.Option("cpu", help="Device for model methods: cpu, cuda, ..."),
     overwrite: bool = typer.Option(False, help="Start afresh instead of resuming in --out."),
-    anchor: str | None = typer.Option(None, help="Anchor codec for BD-rate (default jpeg)."),
+    anchor: str | None = typer.Option(None, help="Anchor method for BD-rate (default jpeg)."),
     latex: bool = typer.Option(False, help="Also write report.tex."),
-    list_codecs: bool = typer.Option(False, "--list", help="List codecs and exit."),
+    list_codecs: bool = typer.Option(False, "--list", help="List methods and exit."),
 ) -> None:
-    """Evaluate classical codecs on a dataset: table, report and RD plots in --out."""
+    """Evaluate codecs and model checkpoints on one dataset: one table, report and RD plots."""
     if list_codecs:
-        typer.echo(_codec_listing())
+        typer.echo(method_listing())
         return
-    evaluate_codecs_to(
-        out, dataset, codec, quality, data_dir, limit, workers, overwrite, anchor, latex
-    )
+    from benchmarks.evaluation import evaluate_to
+    from benchmarks.report import render_report
+    from benchmarks.runs import load_runs
+
+    start = time.perf_counter()
+    store = evaluate_to(
+        out, dataset, codec, quality=quality, split=split, data_dir=data_dir, limit=limit,
+        workers=workers, device=device, overwrite=overwrite, echo=echo_err,
+    )  # fmt: skip
+    frame = store.frame()
+    render_report(frame, out, runs=load_runs([out]), anchor=anchor, latex=latex)
+    typer.echo(f"{len(frame)} rows, {time.perf_counter() - start:.1f} s -> {out}")
 
 
 @app.command()
 def report(
     runs: list[Path] = typer.Argument(..., help="Run folders (or results files) to combine."),
     out: Path | None = typer.Option(None, help="Where to write (default: the first run)."),
-    anchor: str | None = typer.Option(None, help="Anchor codec for BD-rate (default jpeg)."),
+    anchor: str | None = typer.Option(None, help="Anchor method for BD-rate (default jpeg)."),
     latex: bool = typer.Option(False, help="Also write report.tex."),
 ) -> None:
     """Re-render tables and plots from stored results, combining several runs."""
+    from benchmarks.report import render_report
+    from benchmarks.results import read_results
+    from benchmarks.runs import load_runs
+
     frame = read_results(runs)
     target = out or (runs[0] if runs[0].is_dir() else runs[0].parent)
     files = render_report(frame, target, runs=load_runs(runs), anchor=anchor, latex=latex)
@@ -170,30 +145,139 @@ def demo(
     workers: int | None = typer.Option(None, min=1, help="Processes (default: all cores)."),
 ) -> None:
     """Offline demo: classical codecs on the photos shipped inside scikit-image/scikit-learn."""
-    available = [
-        c.name for c in all_codecs() if c.name in DEMO_CODECS and not c.unavailable_reason()
-    ]
+    from baselines.codec import all_codecs
+
+    available = [c.name for c in all_codecs() if c.name in DEMO_CODECS]
+    available = [n for n in available if not _unavailable(n)]
     missing = sorted(set(DEMO_CODECS) - set(available))
     if missing:
-        typer.echo(f"note: unavailable here, not run: {', '.join(missing)}", err=True)
-    evaluate_codecs_to(
-        out, "embedded", available, None, None, None, workers or default_workers(),
-        overwrite=True, anchor="jpeg", latex=False,
+        echo_err(f"note: unavailable here, not run: {', '.join(missing)}")
+    codecs(
+        dataset="embedded", codec=available, quality=None, split=None, out=out, data_dir=None,
+        limit=None, workers=workers, device="cpu", overwrite=True, anchor="jpeg", latex=False,
+        list_codecs=False,
     )  # fmt: skip
     typer.echo(f"open {out / 'report.md'}")
 
 
-models_commands.register(app)  # `models`, `train`, `eval` live beside the model code
+def _unavailable(name: str) -> str | None:
+    from baselines.method import METHODS
+
+    return METHODS[name].unavailable_reason()
+
+
+@app.command("models")
+def models_command() -> None:
+    """List the registered models, and every field `--set` accepts (model and training)."""
+    from vlae_models.config import field_defaults
+    from vlae_models.core import available_models
+    from vlae_models.train import TrainConfig
+
+    for entry in available_models():
+        typer.echo(f"{entry.name:10} {entry.description}")
+        fields = ", ".join(f"{k}={v!r}" for k, v in field_defaults(entry.config_cls).items())
+        typer.echo(f"{'':10} config: {fields}")
+    fields = ", ".join(f"{k}={v!r}" for k, v in field_defaults(TrainConfig).items())
+    typer.echo(f"{'training':10} (every model) {fields}")
+
+
+@app.command("train")
+def train_command(
+    model: str = typer.Argument(..., help="Registry name, see `vlae-bench models`."),
+    dataset: str = typer.Option(..., help="binarized-mnist, mnist, ..."),
+    beta: float | None = typer.Option(None, help="Weight of the rate term (default 1)."),
+    steps: int | None = typer.Option(None, min=1, help="Optimisation steps."),
+    epochs: float | None = typer.Option(None, min=0.0, help="Epochs (instead of --steps)."),
+    set_: list[str] = typer.Option(
+        [], "--set", help="key=value for a model-config or TrainConfig field. Repeatable."
+    ),
+    split: str = typer.Option("train", help="Training split."),
+    eval_split: str | None = typer.Option(
+        None, help="Split evaluated (ELBO) at the end and every eval_every steps."
+    ),
+    data_dir: Path | None = DataDir,
+    out: Path = typer.Option(..., help="Run folder: checkpoint, train log, run.json."),
+    fresh: bool = typer.Option(False, help="Ignore an existing checkpoint in --out."),
+) -> None:
+    """Train a model; re-running with the same --out resumes from its checkpoint."""
+    from benchmarks.model_runs import train_config, train_to
+
+    model_over, config = train_config(model, set_, beta=beta, steps=steps, epochs=epochs)
+    ckpt = train_to(
+        out, model, dataset, model_config=model_over, config=config, split=split,
+        eval_split=eval_split, data_dir=data_dir, fresh=fresh,
+    )  # fmt: skip
+    typer.echo(f"checkpoint: {ckpt}")
+
+
+@app.command("eval")
+def eval_command(
+    checkpoint: str = typer.Argument(..., help="A checkpoint written by train, or zoo:NAME."),
+    dataset: str = typer.Option(..., help="binarized-mnist, mnist, ..."),
+    split: str = typer.Option("test", help="Split to evaluate."),
+    iw_samples: int = typer.Option(0, min=0, help="k for the IWAE bound (0: ELBO only)."),
+    data_dir: Path | None = DataDir,
+    out: Path = typer.Option(..., help="Folder for results.parquet/csv and PNG grids."),
+    weights: str = typer.Option("ema", help="ema (Polyak weights, default) or raw."),
+    batch_size: int = typer.Option(256, min=1, help="Images per batch for the ELBO pass."),
+    limit: int | None = typer.Option(
+        None, min=1, help="Evaluate N images spread evenly over the split (every n/N-th)."
+    ),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, ..."),
+    overwrite: bool = typer.Option(False, help="Replace another evaluation's results in --out."),
+    progress: bool = typer.Option(True, help="Progress bar for the IWAE pass."),
+) -> None:
+    """Split-level likelihood statistics: ELBO, IWAE, KL per level, active units, I(x;z)."""
+    from benchmarks.model_runs import eval_to
+    from benchmarks.report import render_report
+    from benchmarks.runs import load_runs
+
+    start = time.perf_counter()
+    store = eval_to(
+        out, checkpoint, dataset, split=split, iw_samples=iw_samples, data_dir=data_dir,
+        weights=weights, batch_size=batch_size, limit=limit, device=device, overwrite=overwrite,
+        progress=progress,
+    )  # fmt: skip
+    frame = store.frame()
+    render_report(frame, out, runs=load_runs([out]))
+    keys = ("rate_kind", "estimator", "rate_nats", "distortion_nats", "nll_nats", "bits_per_dim")
+    for row in frame[frame["image"] == "__all__"].to_dict("records"):
+        typer.echo("  ".join(f"{k}={_fmt(row[k])}" for k in keys if k in row))
+    typer.echo(f"{len(frame)} row(s), {time.perf_counter() - start:.1f} s -> {out}")
+
+
+def _fmt(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean bad input, not a bug: printed as one line."""
+    from baselines.method import MethodError
+    from benchmarks.errors import BenchError
+    from vlae_models.core import ModelError
+
+    return (BenchError, MethodError, ModelError, FileNotFoundError, NotADirectoryError)
 
 
 def main() -> None:
     try:
-        app()  # typer turns Ctrl-C into exit status 130 itself
-    except USER_ERRORS as err:
-        if os.environ.get("VLAE_BENCH_DEBUG") == "1":
-            raise
-        typer.echo(f"error: {err}", err=True)
+        code = app(standalone_mode=False)
+    except Exit as stop:
+        code = stop.exit_code
+    except Abort:
+        echo_err("interrupted")
+        sys.exit(130)
+    except TyperException as err:  # a bad option or value: one line, like other errors
+        echo_err(f"error: {' '.join(err.format_message().split())}")
         sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as err:
+        if os.environ.get("VLAE_BENCH_DEBUG") == "1" or not isinstance(err, user_errors()):
+            raise
+        echo_err(f"error: {' '.join(str(err).split())}")
+        sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -28,8 +28,10 @@ import pandas as pd
 
 from benchmarks.errors import BenchError
 from benchmarks.plots import arm_comparison_figure, draws_figure, save_figure, training_figure
-from benchmarks.report import load_runs, markdown_table
-from benchmarks.results import PARQUET, atomic_write, read_results
+from benchmarks.report import markdown_table
+from benchmarks.results import PARQUET, read_results
+from benchmarks.runs import load_runs
+from vlae_models.files import atomic_write
 from vlae_models.train import LOG_NAME
 
 METRICS = ("nll", "kl", "distortion", "neg_elbo")
@@ -307,7 +309,7 @@ def write_comparison(spec_path: Path, results: Path, dataset: str, out: Path) ->
     if missing:
         md += ["", f"Not run yet: {', '.join(missing)}."]
     report, seeds_csv = out / "comparison.md", out / "comparison_seeds.csv"
-    atomic_write(report, lambda p: p.write_text("\n".join(md) + "\n"))
+    atomic_write(report, "\n".join(md) + "\n")
     atomic_write(seeds_csv, lambda p: per_seed.to_csv(p, index=False))
     return [report, seeds_csv, *figure]
 

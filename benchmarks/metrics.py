@@ -55,15 +55,27 @@ def ms_ssim_db(value: float) -> float:
     return math.inf if value >= 1.0 else -10.0 * math.log10(1.0 - value)
 
 
+def bit_error_rate(reference: np.ndarray, decoded: np.ndarray) -> float:
+    """Fraction of pixels that differ: the distortion of binary data."""
+    _check_pair(reference, decoded)
+    return float(np.mean(reference != decoded))
+
+
 class ImageMetrics:
     """Every distortion metric of decoded images against one original, computed as
-    ``ImageMetrics(original)(decoded)``; the original's share of the work is done once."""
+    ``ImageMetrics(original)(decoded)``; the original's share of the work is done once.
 
-    def __init__(self, reference: np.ndarray) -> None:
-        self.reference = reference
-        self.structural = StructuralSimilarity(reference)
+    8-bit images (gray or colour) get MSE, PSNR, SSIM and MS-SSIM; binary images
+    (``binary=True``, values 0 and 1) get the bit error rate instead.
+    """
+
+    def __init__(self, reference: np.ndarray, binary: bool = False) -> None:
+        self.reference, self.binary = reference, binary
+        self.structural = None if binary else StructuralSimilarity(reference)
 
     def __call__(self, decoded: np.ndarray) -> dict[str, float]:
+        if self.structural is None:
+            return {"bit_error_rate": bit_error_rate(self.reference, decoded)}
         error = mse(self.reference, decoded)
         ssim_value, msssim = self.structural(decoded)
         return {

@@ -1,5 +1,6 @@
-"""Seaborn figures: rate-distortion curves from aggregated results (one curve per method),
-and the figures of a paper-style comparison (:mod:`benchmarks.comparison`)."""
+"""Seaborn figures: rate-distortion curves and bits/dim bars from aggregated results, and the
+figures of a paper-style comparison (:mod:`benchmarks.comparison`). Imported only when
+drawing, since seaborn and matplotlib take seconds to load."""
 
 from __future__ import annotations
 
@@ -15,18 +16,13 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from benchmarks.report import RATE_KIND_LABELS  # noqa: E402
+
 METRIC_LABELS = {
-    "psnr": "PSNR-RGB [dB]",
+    "psnr": "PSNR [dB]",
     "ms_ssim_db": "MS-SSIM [dB]  (−10·log10(1 − MS-SSIM))",
     "ssim": "SSIM",
     "bits_per_dim": "bits/dim",
-}
-RATE_KIND_LABELS = {
-    "coded": "real coded bytes",
-    "kl": "KL bound",
-    "estimate": "entropy estimate",
-    "fixed": "fixed-length code",
-    "prior": "code length under learned prior",
 }
 MARKER_PT = 6.0
 GAP_FACTOR = 1.2  # centres at least 1.2 marker diameters apart
@@ -57,7 +53,10 @@ def rd_figure(agg: pd.DataFrame, metric: str, title: str) -> plt.Figure | None:
     )  # fmt: skip
     kinds = ", ".join(RATE_KIND_LABELS[k] for k in sorted(data["rate_kind"].unique()))
     ax.set_xlabel(f"Rate [bits per pixel] ({kinds})")
-    ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+    label = METRIC_LABELS.get(metric, metric)
+    if metric == "psnr" and "channels" in data and (data["channels"] == 3).all():
+        label = "PSNR-RGB [dB]"  # gray images get plain PSNR
+    ax.set_ylabel(label)
     ax.set_title(title)
     ax.legend(title=None, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
@@ -113,19 +112,40 @@ def save_figure(fig: plt.Figure, stem: Path) -> list[Path]:
     return paths
 
 
-def rd_plots(agg: pd.DataFrame, out_dir: Path) -> dict[tuple[str, str], list[Path]]:
-    """PSNR and MS-SSIM (dB) vs bpp for each dataset; returns {(dataset, metric): files}."""
+def rd_plots(agg: pd.DataFrame, out_dir: Path) -> dict[tuple[str, str, str], list[Path]]:
+    """PSNR and MS-SSIM (dB) vs bpp for each dataset and image set (curves measured on other
+    images are not comparable, so they get their own figure); returns
+    ``{(dataset, image_set, metric): files}``."""
     written = {}
-    for dataset, rows in agg.groupby("dataset", sort=True):
+    for (dataset, image_set), rows in agg.groupby(["dataset", "image_set"], sort=True):
+        several = agg.loc[agg["dataset"] == dataset, "image_set"].nunique() > 1
+        stem = slug(dataset) + (f"_{slug(image_set)}" if several else "")
         n = int(rows["n_images"].max())
         for metric in ("psnr", "ms_ssim_db"):
             title = f"{dataset}: mean over {n} image{'s' if n != 1 else ''}"
             fig = rd_figure(rows, metric, title)
             if fig is not None:
-                written[(dataset, metric)] = save_figure(
-                    fig, out_dir / f"rd_{metric}_{slug(dataset)}"
+                written[(dataset, image_set, metric)] = save_figure(
+                    fig, out_dir / f"rd_{metric}_{stem}"
                 )
     return written
+
+
+def bits_figure(table: pd.DataFrame, title: str) -> plt.Figure:
+    """Horizontal bars of bits/dim, one per row of ``table`` (columns ``label``,
+    ``bits_per_dim``, ``kind``): real codes and bounds side by side, each labelled."""
+    data = table.sort_values("bits_per_dim", ascending=False)
+    sns.set_theme(style="whitegrid", context="notebook")
+    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(data) + 1.4), dpi=150)
+    sns.barplot(data=data, y="label", x="bits_per_dim", hue="kind", dodge=False, ax=ax)
+    for bar_container in ax.containers:
+        ax.bar_label(bar_container, fmt="%.3f", padding=3, fontsize=8)
+    ax.set_xlabel("bits per dimension (lower is better)")
+    ax.set_ylabel("")
+    ax.set_title(title)
+    ax.legend(title=None, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    fig.tight_layout()
+    return fig
 
 
 # --- paper-style comparisons -------------------------------------------------------------

@@ -1,33 +1,36 @@
-"""Render stored results as a Markdown (and optionally LaTeX) report with RD figures.
+"""Render stored results as a Markdown (and optionally LaTeX) report with figures.
 
 The report reads only the results table and ``run.json`` files: it can be re-rendered at any
-time, and several runs can be combined into one report.
+time, and several runs can be combined into one report. Per-image rows (codecs, and models
+run as methods) are averaged per dataset and image set: curves measured on different images
+get separate sections, never one mean. Split-level model evaluations (``image == "__all__"``)
+get their own tables. Where a dataset has lossless codes or likelihood bounds, one bits/dim
+figure puts them side by side, each labelled with its rate kind.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from benchmarks import metrics
 from benchmarks.errors import BenchError
-from benchmarks.plots import RATE_KIND_LABELS, rd_plots
-from benchmarks.results import RUN_JSON, aggregate, atomic_write
+from benchmarks.results import ALL_IMAGES, aggregate
+from vlae_models.files import atomic_write
 
 LOSSY_COLUMNS = {
-    "method": "method", "param": "param", "value": "value", "bpp": "bpp",
-    "psnr": "PSNR [dB]", "ms_ssim_db": "MS-SSIM [dB]", "ssim": "SSIM",
-    "enc_ms": "enc [ms]", "dec_ms": "dec [ms]", "n_images": "images",
+    "method": "method", "param": "param", "value": "value", "rate_kind": "rate kind",
+    "bpp": "bpp", "psnr": "PSNR [dB]", "ms_ssim_db": "MS-SSIM [dB]", "ssim": "SSIM",
+    "bit_error_rate": "bit error rate", "enc_ms": "enc [ms]", "dec_ms": "dec [ms]",
+    "n_images": "images",
 }  # fmt: skip
 LOSSLESS_COLUMNS = {
     "method": "method", "param": "param", "value": "value", "bpp": "bpp",
     "bits_per_dim": "bits/dim", "enc_ms": "enc [ms]", "dec_ms": "dec [ms]", "n_images": "images",
 }  # fmt: skip
-
-
 MODEL_COLUMNS = {
     "method": "method", "value": "β", "rate_kind": "rate kind", "estimator": "NLL estimator",
     "iw_samples": "k", "nll_nats": "NLL [nats]", "bits_per_dim": "bits/dim",
@@ -36,31 +39,26 @@ MODEL_COLUMNS = {
     "mutual_info_nats": "I(x;z) [nats]", "perplexity": "perplexity",
     "codebook_usage": "codebook usage", "n_examples": "images",
 }  # fmt: skip
+RATE_KIND_LABELS = {
+    "coded": "real coded bytes",
+    "kl": "KL bound",
+    "estimate": "entropy estimate",
+    "fixed": "fixed-length code",
+    "prior": "code length under learned prior",
+}
 
 
 def model_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Split-level model evaluations: the columns that some row fills, in a fixed order."""
-    rows = frame[frame["rate_kind"] != "coded"]
-    columns = {k: v for k, v in MODEL_COLUMNS.items() if k in rows and rows[k].notna().any()}
+    columns = {k: v for k, v in MODEL_COLUMNS.items() if k in frame and frame[k].notna().any()}
     order = ["dataset", "split", "method", "value", "rate_kind"]
-    return rows.sort_values(order)[list(columns)].rename(columns=columns)
-
-
-def load_runs(dirs: list[Path]) -> list[dict]:
-    runs = []
-    for folder in dirs:
-        path = Path(folder) / RUN_JSON
-        if path.exists():
-            try:
-                runs.append(json.loads(path.read_text()))
-            except json.JSONDecodeError as err:
-                raise BenchError(f"{path} is not valid JSON: {err}") from err
-    return runs
+    return frame.sort_values(order)[list(columns)].rename(columns=columns)
 
 
 def _display(agg: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
     table = agg.assign(enc_ms=agg["enc_s"] * 1e3, dec_ms=agg["dec_s"] * 1e3)
-    return table[list(columns)].rename(columns=columns)
+    keep = {k: v for k, v in columns.items() if k in ("method", "value") or table[k].notna().any()}
+    return table[list(keep)].rename(columns=keep)
 
 
 def bd_table(agg: pd.DataFrame, anchor: str) -> pd.DataFrame:
@@ -85,9 +83,48 @@ def bd_table(agg: pd.DataFrame, anchor: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def is_lossless(agg: pd.DataFrame) -> pd.Series:
+    """Exact reconstructions: infinite PSNR, or no bit errors on binary data."""
+    return agg["psnr"].map(math.isinf) | (agg["bit_error_rate"] == 0)
+
+
 def markdown_table(table: pd.DataFrame) -> str:
     blanks = table.astype(object).where(table.notna(), None)  # tabulate blanks None, not NaN
     return blanks.to_markdown(index=False, floatfmt=".4g", missingval="")
+
+
+def latex_table(table: pd.DataFrame) -> str:
+    """A LaTeX tabular with special characters (%, _, &, #) escaped."""
+    return table.to_latex(index=False, float_format="%.4g", escape=True, na_rep="")
+
+
+def bits_rows(per_image: pd.DataFrame, split_level: pd.DataFrame) -> pd.DataFrame:
+    """Lossless codes and likelihood bounds of one dataset, in bits/dim, for one figure."""
+    parts = []
+    lossless = per_image[is_lossless(per_image) & per_image["bits_per_dim"].notna()]
+    for row in lossless.to_dict("records"):
+        where = "whole split as one image" if row.get("items") == "mosaic" else "per image"
+        kind = RATE_KIND_LABELS.get(row["rate_kind"], row["rate_kind"])
+        label = f"{row['method']} ({where})"
+        parts.append({"label": label, "bits_per_dim": row["bits_per_dim"], "kind": kind})
+    for row in split_level.to_dict("records"):
+        if not np.isfinite(float(row.get("bits_per_dim", np.nan))):
+            continue
+        estimator = row.get("estimator") or "elbo"
+        k = row.get("iw_samples")
+        what = {"iwae": f"IWAE NLL, k={k:g}" if k == k else "IWAE NLL", "elbo": "−ELBO",
+                "exact": "exact NLL"}.get(estimator, estimator)  # fmt: skip
+        if row["rate_kind"] in ("fixed", "prior"):
+            what = f"{row['rate_kind']} code + distortion"
+        parts.append(
+            {
+                "label": f"{row['method']} ({what})",
+                "bits_per_dim": row["bits_per_dim"],
+                "kind": "likelihood bound" if estimator != "exact" else "exact likelihood",
+            }
+        )
+        # fmt: skip
+    return pd.DataFrame(parts)
 
 
 def render_report(
@@ -99,8 +136,11 @@ def render_report(
     latex: bool = False,
 ) -> list[Path]:
     """Write ``report.md`` (and ``report.tex``) plus figures into ``out_dir``; return the files."""
+    from benchmarks.plots import bits_figure, rd_plots, save_figure, slug
+
     out_dir.mkdir(parents=True, exist_ok=True)
-    agg = aggregate(frame)
+    split_level = frame[frame["image"] == ALL_IMAGES]
+    agg = aggregate(frame[frame["image"] != ALL_IMAGES])
     figures = rd_plots(agg, out_dir)
     md = ["# vlae-bench report", ""]
     tex: list[str] = []
@@ -109,46 +149,61 @@ def render_report(
     if runs:
         versions = runs[-1].get("versions", {})
         md += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())), ""]
-    kinds = sorted(agg["rate_kind"].dropna().unique())
+    kinds = sorted(set(agg["rate_kind"].dropna()) | set(split_level["rate_kind"].dropna()))
     notes = "; ".join(f"`{k}` = {RATE_KIND_LABELS.get(k, k)}" for k in kinds)
     if "coded" in kinds:
         notes += ". Coded rates count every byte of the stream, headers included"
     md.append(f"Rates: {notes}. Metrics are computed per image, then averaged over images.")
-    models = frame[frame["rate_kind"] != "coded"]
-    for (dataset, split), rows in models.groupby(["dataset", "split"], sort=True, dropna=False):
+
+    def section(heading: str, table: pd.DataFrame) -> None:
+        nonlocal md, tex
+        md += ["", f"### {heading}", "", markdown_table(table)]
+        tex += [f"% {heading}", latex_table(table)]
+
+    for (dataset, split), rows in split_level.groupby(["dataset", "split"], dropna=False):
         table = model_table(rows)
         md += ["", f"## {dataset} / {split}: models", "", markdown_table(table)]
-        tex += [f"% {dataset} / {split}: models", table.to_latex(index=False, float_format="%.4g")]
-    for dataset, rows in agg.groupby("dataset", sort=True):
-        coded = rows[rows["rate_kind"] == "coded"]
-        if coded.empty:
-            continue
-        lossless = coded[coded["psnr"].map(math.isinf)]
-        lossy = coded[~coded["psnr"].map(math.isinf)]
-        md += ["", f"## {dataset}", ""]
-        for metric in ("psnr", "ms_ssim_db"):
-            for path in figures.get((dataset, metric), []):
-                if path.suffix == ".png":
-                    md.append(f"![{metric} vs bpp]({path.name})")
-        sections = [("Lossy codecs", _display(lossy, LOSSY_COLUMNS))]
-        if not lossless.empty:
-            sections.append(("Lossless codecs", _display(lossless, LOSSLESS_COLUMNS)))
-        chosen = anchor or ("jpeg" if "jpeg" in set(lossy["method"]) else None)
-        if chosen and chosen in set(lossy["method"]) and lossy["method"].nunique() > 1:
-            sections.append(
-                (f"Bjøntegaard deltas against {chosen} (PCHIP, negative = fewer bits)",
-                 bd_table(lossy, chosen))
-            )  # fmt: skip
-        elif anchor:
-            md += ["", f"(anchor '{anchor}' has no lossy curve for {dataset}; no BD table)"]
-        for heading, table in sections:
-            if table.empty:
-                continue
-            md += ["", f"### {heading}", "", markdown_table(table)]
-            tex += [f"% {dataset}: {heading}", table.to_latex(index=False, float_format="%.4g")]
+        tex += [f"% {dataset} / {split}: models", latex_table(table)]
+    extra_figures = []
+    for dataset in sorted(set(agg["dataset"].dropna()) | set(split_level["dataset"].dropna())):
+        rows_all = agg[agg["dataset"] == dataset]
+        bits = bits_rows(rows_all, split_level[split_level["dataset"] == dataset])
+        if len(bits) > 1:
+            stem = out_dir / f"bits_per_dim_{slug(dataset)}"
+            extra_figures += save_figure(bits_figure(bits, f"{dataset}: bits per dimension"), stem)
+            md += ["", f"## {dataset}: bits per dimension", "", f"![bits/dim]({stem.name}.png)"]
+            section(
+                f"{dataset}: bits per dimension",
+                bits.rename(
+                    columns={
+                        "label": "method",
+                        "bits_per_dim": "bits/dim",
+                        "kind": "what the rate is",
+                    }
+                ),
+            )
+        for image_set, rows in rows_all.groupby("image_set", sort=True):
+            md += ["", f"## {dataset}, {image_set}", ""]
+            for metric in ("psnr", "ms_ssim_db"):
+                for path in figures.get((dataset, image_set, metric), []):
+                    if path.suffix == ".png":
+                        md.append(f"![{metric} vs bpp]({path.name})")
+            lossless, lossy = rows[is_lossless(rows)], rows[~is_lossless(rows)]
+            if not lossy.empty:
+                section(f"{dataset}, {image_set}: lossy", _display(lossy, LOSSY_COLUMNS))
+            if not lossless.empty:
+                section(f"{dataset}, {image_set}: lossless", _display(lossless, LOSSLESS_COLUMNS))
+            coded = lossy[lossy["rate_kind"] == "coded"]
+            chosen = anchor or ("jpeg" if "jpeg" in set(coded["method"]) else None)
+            if chosen and chosen in set(coded["method"]) and coded["method"].nunique() > 1:
+                section(f"{dataset}, {image_set}: Bjøntegaard deltas against {chosen} "
+                        "(PCHIP, negative = fewer bits; coded rates only)",
+                        bd_table(coded, chosen))  # fmt: skip
+            elif anchor:
+                md += ["", f"(anchor '{anchor}' has no coded lossy curve here; no BD table)"]
     written = [out_dir / "report.md"]
-    atomic_write(written[0], lambda p: p.write_text("\n".join(md) + "\n"))
+    atomic_write(written[0], "\n".join(md) + "\n")
     if latex:
         written.append(out_dir / "report.tex")
-        atomic_write(written[1], lambda p: p.write_text("\n".join(tex) + "\n"))
-    return written + [p for paths in figures.values() for p in paths]
+        atomic_write(written[1], "\n".join(tex) + "\n")
+    return written + [p for paths in figures.values() for p in paths] + extra_figures

@@ -1,66 +1,48 @@
-"""The tidy results table: its columns, an atomic on-disk store, and aggregation over images.
+"""The tidy results table: its columns, a checksummed on-disk store, and aggregation.
 
-One row per (method, parameter value, image) -- or per split for model evaluations, with
-``image == "__all__"``. A column that does not apply is NaN, never 0. A run directory holds
-``results.parquet`` (the source of truth), ``results.csv`` (the same rows), ``run.json``
-(command, versions, status) and whatever the report renders.
+One row per (method, parameter value, image, rate kind) -- or per split for model
+likelihood evaluations, with ``image == "__all__"``. A column that does not apply is NaN,
+never 0. A run folder holds ``results.parquet`` (the source of truth), ``results.csv`` (the
+same rows), ``results.sha256`` (their checksums, in ``sha256sum`` format, so
+``sha256sum -c results.sha256`` checks them too), ``run.json`` (see :mod:`benchmarks.runs`)
+and whatever the report renders.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
-import os
-import platform
-import subprocess
-import sys
-import tempfile
-import time
-import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
-from datetime import UTC, datetime
-from importlib import metadata
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from benchmarks.errors import BenchError
+from vlae_models.files import atomic_write
 
-# Identifying columns first, then measurements; see docs/results.md for each one's meaning.
+# Identifying columns first, then measurements; see docs/architecture.md for their meaning.
 ID_COLUMNS = [
     "dataset", "split", "method", "param", "value", "seed", "image", "rate_kind",
 ]  # fmt: skip
 MEASURE_COLUMNS = [
     "bpp", "bits_per_dim", "rate_nats", "distortion_nats", "nll_nats", "kl_nats",
-    "mse", "psnr", "ssim", "ms_ssim", "ms_ssim_db", "enc_s", "dec_s",
+    "mse", "psnr", "ssim", "ms_ssim", "ms_ssim_db", "bit_error_rate", "enc_s", "dec_s",
     "phase", "batch_size", "dtype", "images_per_s", "p50_ms", "p95_ms", "peak_mem_mb", "device",
 ]  # fmt: skip
-META_COLUMNS = ["height", "width", "n_bytes", "run_id", "job_id", "versions"]
+META_COLUMNS = ["height", "width", "channels", "n_bytes", "run_id", "job_id", "versions"]
 COLUMNS = ID_COLUMNS + MEASURE_COLUMNS + META_COLUMNS
+TEXT_COLUMNS = ID_COLUMNS + ["phase", "dtype", "device"]
 RATE_KINDS = {"coded", "kl", "estimate", "fixed", "prior"}
 ALL_IMAGES = "__all__"
+# Columns that tell throughput rows (and seeds) apart: grouped by when present.
+# ``items`` is a dataset's item options (patches=64, crop=256, mosaic), empty for plain items.
+SPLIT_BY = ["items", "seed", "phase", "batch_size", "dtype", "device"]
 
 PARQUET = "results.parquet"
 CSV = "results.csv"
-RUN_JSON = "run.json"
-
-_VERSIONED = ["vlae-bench", "torch", "numpy", "pillow", "compressai", "pillow-jxl-plugin"]
-
-
-def versions() -> dict[str, str]:
-    """Versions of the packages that can change a number in the table."""
-    found = {"python": platform.python_version()}
-    for name in _VERSIONED:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return found
-
-
-def new_run_id() -> str:
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+CHECKSUMS = "results.sha256"
 
 
 def make_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
@@ -68,9 +50,7 @@ def make_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     frame = pd.DataFrame(list(rows))
     for column in COLUMNS:
         if column not in frame:
-            frame[column] = (
-                pd.NA if column in ID_COLUMNS + ["phase", "dtype", "device"] else float("nan")
-            )
+            frame[column] = pd.NA if column in TEXT_COLUMNS else float("nan")
     bad_kinds = set(frame["rate_kind"].dropna()) - RATE_KINDS
     if bad_kinds:
         raise BenchError(f"unknown rate_kind {sorted(bad_kinds)}; allowed {sorted(RATE_KINDS)}")
@@ -78,27 +58,53 @@ def make_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     return frame[COLUMNS + extra]
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary file in the same folder, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; results are meant to be shared
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def write_results(frame: pd.DataFrame, out_dir: Path) -> None:
-    """Store the table as Parquet and CSV, each replaced atomically."""
+    """Store the table as Parquet and CSV, each replaced atomically, with their checksums.
+
+    The checksum file first lists both the old and the new digests, then only the new ones,
+    so a crash between the renames never makes a good file look damaged.
+    """
     frame = _normalise_types(frame)
-    atomic_write(out_dir / PARQUET, lambda p: frame.to_parquet(p, index=False))
-    atomic_write(out_dir / CSV, lambda p: frame.to_csv(p, index=False))
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    blobs = {PARQUET: buffer.getvalue(), CSV: frame.to_csv(index=False).encode()}
+    new = {name: hashlib.sha256(blob).hexdigest() for name, blob in blobs.items()}
+    old = _read_checksums(out_dir)
+    atomic_write(out_dir / CHECKSUMS, _checksum_text({n: {new[n], *old.get(n, ())} for n in new}))
+    for name, blob in blobs.items():
+        atomic_write(out_dir / name, blob)
+    atomic_write(out_dir / CHECKSUMS, _checksum_text({n: {d} for n, d in new.items()}))
+
+
+def _checksum_text(digests: dict[str, set[str]]) -> str:
+    return "".join(f"{d}  {name}\n" for name in sorted(digests) for d in sorted(digests[name]))
+
+
+def _read_checksums(folder: Path) -> dict[str, set[str]]:
+    path = folder / CHECKSUMS
+    if not path.exists():
+        return {}
+    found: dict[str, set[str]] = {}
+    for line in path.read_text().splitlines():
+        digest, _, name = line.partition("  ")
+        if name:
+            found.setdefault(name, set()).add(digest)
+    return found
+
+
+def verify(file: Path) -> None:
+    """Refuse a results file whose SHA-256 is not the one its folder's checksum file lists."""
+    listed = _read_checksums(file.parent).get(file.name)
+    if listed is None:
+        if (file.parent / CHECKSUMS).exists():
+            raise BenchError(f"{file} is not listed in {file.parent / CHECKSUMS}")
+        return  # a table made by hand, or by a version before checksums
+    digest = hashlib.sha256(file.read_bytes()).hexdigest()
+    if digest not in listed:
+        raise BenchError(
+            f"{file} fails its checksum in {CHECKSUMS} (damaged or edited); rerun the command "
+            "that made it, or restore it"
+        )
 
 
 def _normalise_types(frame: pd.DataFrame) -> pd.DataFrame:
@@ -112,64 +118,15 @@ def _normalise_types(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def write_json(path: Path, payload: Mapping[str, Any]) -> None:
-    text = json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n"
-    atomic_write(path, lambda p: p.write_text(text))
-
-
-@contextmanager
-def recorded_run(out_dir: Path, kind: str, **details: Any) -> Iterator[dict[str, Any]]:
-    """Keep ``run.json`` for the run inside the block: command line, versions, git commit,
-    then status (``complete``, ``interrupted`` or ``failed``) and wall time at the end.
-
-    The block may add entries to the yielded dict (e.g. a row count); they are saved too.
-    """
-    info = {
-        "run_id": new_run_id(),
-        "kind": kind,
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-        "started": datetime.now(UTC).isoformat(timespec="seconds"),
-        "status": "running",
-        "versions": versions(),
-        "git_commit": _git_commit(),
-        **details,
-    }
-    write_json(out_dir / RUN_JSON, info)
-    status, start = "failed", time.perf_counter()
-    try:
-        yield info
-        status = "complete"
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    finally:
-        info.update(
-            status=status,
-            finished=datetime.now(UTC).isoformat(timespec="seconds"),
-            wall_s=round(time.perf_counter() - start, 2),
-        )
-        write_json(out_dir / RUN_JSON, info)
-
-
-def _git_commit() -> str | None:
-    here = Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() or None
-
-
 def read_results(paths: Iterable[Path]) -> pd.DataFrame:
-    """Load and concatenate stored results; each path is a run folder or a results file."""
+    """Load, verify and concatenate stored results; each path is a run folder or a file."""
     frames = []
     for path in paths:
         path = Path(path)
         file = path / PARQUET if path.is_dir() else path
         if not file.exists():
             raise BenchError(f"no results at {path} (expected {PARQUET} or {CSV})")
+        verify(file)
         try:
             frame = pd.read_parquet(file) if file.suffix == ".parquet" else pd.read_csv(file)
         except Exception as err:  # pyarrow and pandas raise many types for a damaged file
@@ -179,31 +136,70 @@ def read_results(paths: Iterable[Path]) -> pd.DataFrame:
             raise BenchError(
                 f"{file} is not a vlae-bench results table (missing {sorted(missing)})"
             )
-        frames.append(frame)
+        frames.append(frame.assign(source=str(path)))
     if not frames:
         raise BenchError("no results given")
-    return make_frame(pd.concat(frames, ignore_index=True).to_dict("records"))
+    frame = make_frame(pd.concat(frames, ignore_index=True).to_dict("records"))
+    refuse_duplicates(frame)
+    return frame
+
+
+def row_key(frame: pd.DataFrame) -> list[str]:
+    """Columns that identify a row: one measurement per (method, value, image, ...)."""
+    extra = [c for c in ("estimator", "iw_samples", "checkpoint") if c in frame]
+    return GROUP_COLUMNS + [c for c in SPLIT_BY if c in frame] + ["image"] + extra
+
+
+def refuse_duplicates(frame: pd.DataFrame) -> None:
+    """Refuse a table in which one measurement appears twice (the same runs given twice, or
+    overlapping runs): averaging would count those images twice."""
+    key = row_key(frame)
+    counts = frame[key].astype(str).value_counts()
+    if counts.empty or counts.max() < 2:
+        return
+    first = dict(zip(key, counts.index[0], strict=True))
+    where = sorted(frame["source"].dropna().unique()) if "source" in frame else []
+    raise BenchError(
+        f"{first['method']} {first['param']}={first['value']} on image {first['image']} is "
+        f"stored {counts.max()} times (in {', '.join(where) or 'one table'}); combine runs that "
+        "do not overlap"
+    )
 
 
 GROUP_COLUMNS = ["dataset", "split", "method", "param", "value", "rate_kind"]
 MEAN_COLUMNS = [
     "bpp", "bits_per_dim", "rate_nats", "distortion_nats", "nll_nats", "kl_nats",
-    "mse", "psnr", "ssim", "ms_ssim", "ms_ssim_db", "enc_s", "dec_s",
+    "mse", "psnr", "ssim", "ms_ssim", "ms_ssim_db", "bit_error_rate", "enc_s", "dec_s",
 ]  # fmt: skip
 
 
 def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
-    """Mean over images per (dataset, split, method, param, value, rate_kind).
+    """Mean over images per (dataset, split, method, param, value, rate_kind), and per seed,
+    phase, batch size, dtype and device where the table has them.
 
     Every metric is averaged per image (PSNR too, which is CompressAI's protocol, rather than
-    the PSNR of the mean MSE); ``n_images`` says how many images went into each mean.
+    the PSNR of the mean MSE). ``n_images`` counts distinct images, and ``image_set`` names
+    the set (its size and a digest of the names): curves with different image sets are not
+    comparable, and the report keeps them apart.
     """
     if frame.empty:
-        return frame.assign(n_images=pd.Series(dtype=int))
+        return frame.assign(n_images=pd.Series(dtype=int), image_set=pd.Series(dtype=str))
+    group = GROUP_COLUMNS + [c for c in SPLIT_BY if c in frame and frame[c].notna().any()]
     numeric = frame[MEAN_COLUMNS].apply(pd.to_numeric, errors="coerce")
-    grouped = pd.concat([frame[GROUP_COLUMNS], numeric], axis=1).groupby(
-        GROUP_COLUMNS, dropna=False, sort=False
-    )
+    channels = pd.to_numeric(frame["channels"], errors="coerce")
+    keyed = pd.concat([frame[group + ["image"]], numeric, channels], axis=1)
+    grouped = keyed.groupby(group, dropna=False, sort=False)
     means = grouped[MEAN_COLUMNS].mean()
-    means["n_images"] = grouped.size()
-    return means.reset_index().sort_values(["dataset", "method", "value"], ignore_index=True)
+    means["channels"] = grouped["channels"].max()
+    means["n_images"] = grouped["image"].nunique()
+    means["image_set"] = grouped["image"].agg(image_set_label)
+    order = ["dataset", "method", "value"]
+    return means.reset_index().sort_values(order, ignore_index=True)
+
+
+def image_set_label(images: Iterable[str]) -> str:
+    names = sorted(set(map(str, images)))
+    if names == [ALL_IMAGES]:
+        return "split"
+    digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:6]
+    return f"{len(names)} image{'s' if len(names) != 1 else ''} ({digest})"

@@ -11,8 +11,6 @@ import pytest
 from conftest import run_cli
 from PIL import Image
 
-from benchmarks import cli
-
 
 @pytest.fixture()
 def kodak3(kodak_dir, tmp_path):
@@ -54,9 +52,9 @@ def test_codecs_end_to_end_then_report_combines_runs(monkeypatch, capsys, kodak_
 
 
 def test_interrupted_run_keeps_rows_and_resumes(monkeypatch, capsys, kodak3, tmp_path):
-    import benchmarks.run_codecs as runner
+    import benchmarks.evaluation as runner
 
-    real = runner.run_codecs
+    real = runner.evaluate
 
     def interrupted(*args, **kwargs):
         for i, rows in enumerate(real(*args, **kwargs)):
@@ -67,14 +65,14 @@ def test_interrupted_run_keeps_rows_and_resumes(monkeypatch, capsys, kodak3, tmp
     out = tmp_path / "run"
     args = ["codecs", "--dataset", "kodak", "--data-dir", str(kodak3), "--limit", "3", "-c", "jpeg",
             "--quality", "30,60", "--workers", "1", "--out", str(out)]  # fmt: skip
-    monkeypatch.setattr(cli, "run_codecs", interrupted)
+    monkeypatch.setattr(runner, "evaluate", interrupted)
     code, _, err = run_cli(monkeypatch, capsys, *args)
     assert code == 130 and "interrupted" in err
     kept = pd.read_parquet(out / "results.parquet")
     assert len(kept) == 4  # two images x two qualities finished before the interrupt
     assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
 
-    monkeypatch.setattr(cli, "run_codecs", real)
+    monkeypatch.setattr(runner, "evaluate", real)
     code, _, err = run_cli(monkeypatch, capsys, *args)
     assert code == 0 and "resuming: 4 rows" in err
     final = pd.read_parquet(out / "results.parquet")
@@ -118,13 +116,13 @@ def test_wrong_checksum_is_a_clear_error(monkeypatch, capsys, kodak3, tmp_path):
 
 def test_unknown_codec_is_a_clear_error(monkeypatch, capsys, tmp_path):
     code, _, err = run_cli(monkeypatch, capsys, "codecs", "-c", "jpegg", "--out", str(tmp_path))
-    _assert_one_line_error(code, err, "unknown codec 'jpegg'", "jpeg")
+    _assert_one_line_error(code, err, "unknown method 'jpegg'", "jpeg")
 
 
 def test_quality_out_of_range_is_a_clear_error(monkeypatch, capsys, tmp_path):
     code, _, err = run_cli(monkeypatch, capsys, "codecs", "-c", "webp", "--quality", "50:150:50",
                            "--out", str(tmp_path))  # fmt: skip
-    _assert_one_line_error(code, err, "quality 150 out of range for codec 'webp'")
+    _assert_one_line_error(code, err, "quality 150 out of range for 'webp'")
     assert not (tmp_path / "results.parquet").exists()
 
 

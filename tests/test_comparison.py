@@ -73,7 +73,7 @@ SMALL_VLAE = dict(z_dim=4, encoder_width=8, cond_width=8, flow_hidden=16)
 def _evaluate(model, pixels, folder: Path, **kwargs) -> dict:
     (row,) = evaluate(
         model, pixels, dataset="binarized-mnist", split="test", mutual_info=False,
-        recon_examples=0, **kwargs,
+        **kwargs,
     )  # fmt: skip
     write_results(make_frame([row]), folder)
     return row

@@ -8,11 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from baselines.method import MethodError, Setting, parse_values, plan
 from benchmarks.errors import BenchError
+from benchmarks.evaluation import evaluate
 from benchmarks.plots import MARKER_PT, min_marker_gap, rd_figure
 from benchmarks.report import render_report
 from benchmarks.results import COLUMNS, aggregate, make_frame, read_results, write_results
-from benchmarks.run_codecs import CodecSweep, parse_values, plan_sweeps, run_codecs
 
 
 @pytest.fixture(scope="module")
@@ -20,11 +21,12 @@ def frame(kodak_dir) -> pd.DataFrame:
     from benchmarks.datasets import load_images
 
     images = load_images("kodak", data_dir=kodak_dir.parent, limit=3)
-    sweeps = [CodecSweep("jpeg", tuple(range(5, 100, 5))), CodecSweep("webp", (10, 50, 90)),
-              CodecSweep("png", (6,))]  # fmt: skip
-    rows = [r for batch in run_codecs(
-        images, sweeps, dataset="kodak", run_id="test", versions={}, workers=1, progress=False
-    ) for r in batch]  # fmt: skip
+    settings = [Setting("jpeg", "jpeg", "quality", q) for q in range(5, 100, 5)]
+    settings += [Setting("webp", "webp", "quality", q) for q in (10, 50, 90)]
+    settings += [Setting("png", "png", "level", 6)]
+    common = {"dataset": "kodak", "run_id": "test"}
+    rows = [r for batch in evaluate(images, settings, common=common, workers=1, progress=False)
+            for r in batch]  # fmt: skip
     return make_frame(rows)
 
 
@@ -96,16 +98,21 @@ def test_report_renders_tables_figures_and_bd(frame, tmp_path):
     assert {"report.md", "report.tex", "rd_psnr_kodak.png", "rd_psnr_kodak.svg",
             "rd_ms_ssim_db_kodak.png"} <= names  # fmt: skip
     text = (tmp_path / "report.md").read_text()
-    assert "Lossless codecs" in text and "Bjøntegaard" in text and "webp" in text
+    assert "3 images" in text and ": lossless" in text and "Bjøntegaard" in text
+    assert "webp" in text and "PSNR-RGB" not in text  # the axis label is in the figure
+    assert "BD-rate PSNR [\\%]" in (tmp_path / "report.tex").read_text()  # % escaped
     assert "\\begin{tabular}" in (tmp_path / "report.tex").read_text()
 
 
 def test_parse_values_and_sweeps():
     assert parse_values("5:95:5") == list(range(5, 100, 5))
     assert parse_values("10,20") == [10, 20]
-    with pytest.raises(BenchError):
+    assert parse_values("50,10,50") == [10, 50]  # a value given twice is one setting
+    with pytest.raises(MethodError):
         parse_values("a:b")
-    sweeps, notes = plan_sweeps(["jpeg", "png", "jpeg2000"], "5:95:5")
-    by_name = {s.codec: s.values for s in sweeps}
-    assert by_name["jpeg"] == tuple(range(5, 100, 5)) and by_name["png"] == (6,)
-    assert notes and "jpeg2000" in notes[0]
+    settings, notes = plan(["jpeg", "png", "jpeg2000", "jpeg"], "5:95:5")
+    by_name: dict[str, list] = {}
+    for s in settings:
+        by_name.setdefault(s.method, []).append(s.value)
+    assert by_name["jpeg"] == list(range(5, 100, 5)) and by_name["png"] == [6]
+    assert any("jpeg2000" in n for n in notes) and any("asked twice" in n for n in notes)

@@ -19,10 +19,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import platform
-import tempfile
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -32,21 +28,11 @@ from safetensors.torch import save as st_save
 from torch import Tensor, nn
 
 from vlae_models.core import LatentModel, ModelError, get_entry
+from vlae_models.files import atomic_write, versions
 
 FORMAT = "vlae-bench-checkpoint"
 FORMAT_VERSION = 1
 META_KEY = "vlae_bench"
-
-
-def versions() -> dict[str, str]:
-    """Versions of the packages that produced (and can reload) a checkpoint."""
-    found = {"python": platform.python_version()}
-    for name in ("vlae-bench", "torch", "numpy", "safetensors"):
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return found
 
 
 def _one_line(text: str) -> str:
@@ -73,21 +59,6 @@ def _serialize(tensors: dict[str, Tensor], meta: dict[str, Any]) -> bytes:
 
 def _data_section(blob: bytes) -> bytes:
     return blob[8 + int.from_bytes(blob[:8], "little") :]
-
-
-def atomic_write_bytes(path: Path, blob: bytes) -> None:
-    """Write ``blob`` to ``path`` through a temporary file in the same folder + os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def save(
@@ -140,28 +111,34 @@ def save(
         "versions": versions(),
         **(extra or {}),
     }
-    atomic_write_bytes(path, _serialize(tensors, meta))
+    atomic_write(path, _serialize(tensors, meta))
     return path
 
 
-def read(path: Path | str) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """Validate a checkpoint file and return its tensors and metadata (nothing is executed)."""
+def read_meta(path: Path | str) -> dict[str, Any]:
+    """The metadata of a checkpoint, from its header alone (the tensors are not read)."""
     path = Path(path)
     if not path.is_file():
         raise _fail(path, "no such file")
-    raw = path.read_bytes()
+    with path.open("rb") as f:
+        head = f.read(8)
+        header_len = int.from_bytes(head, "little") if len(head) == 8 else -1
+        header = f.read(header_len) if 0 < header_len < 100_000_000 else b""
+    return _check_meta(path, head + header, header_len, path.stat().st_size)
+
+
+def _check_meta(path: Path, raw: bytes, header_len: int, size: int) -> dict[str, Any]:
     if raw[:4] == b"PK\x03\x04":
         raise _fail(
             path, "this is a pickle (torch.save) file, not a vlae-bench safetensors checkpoint"
         )
-    if len(raw) < 8:
-        raise _fail(path, f"truncated ({len(raw)} bytes)")
-    header_len = int.from_bytes(raw[:8], "little")
-    if 8 + header_len > len(raw):
+    if size < 8:
+        raise _fail(path, f"truncated ({size} bytes)")
+    if header_len < 0 or 8 + header_len > size:
         raise _fail(
             path,
             f"truncated or not a safetensors file (header claims {header_len} bytes, "
-            f"file has {len(raw)})",
+            f"file has {size})",
         )
     try:
         header = json.loads(raw[8 : 8 + header_len])
@@ -176,6 +153,17 @@ def read(path: Path | str) -> tuple[dict[str, Tensor], dict[str, Any]]:
             f"written by a newer vlae-bench (format {meta['format_version']}, "
             f"this version reads up to {FORMAT_VERSION})",
         )
+    return meta
+
+
+def read(path: Path | str) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Validate a checkpoint file and return its tensors and metadata (nothing is executed)."""
+    path = Path(path)
+    if not path.is_file():
+        raise _fail(path, "no such file")
+    raw = path.read_bytes()
+    header_len = int.from_bytes(raw[:8], "little") if len(raw) >= 8 else -1
+    meta = _check_meta(path, raw, header_len, len(raw))
     digest = hashlib.sha256(raw[8 + header_len :]).hexdigest()
     if digest != meta.get("data_sha256"):
         raise _fail(

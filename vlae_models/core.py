@@ -2,9 +2,10 @@
 
 Every model is an ``nn.Module`` with a small config dataclass. ``forward(x)`` returns a
 :class:`ModelOutput` whose ``distortion`` and ``rate`` are per-example tensors in nats, as in
-VDVAE; everything else is an extra. The training loss is ``distortion + beta * rate``, summed
-over dimensions and averaged over the batch (one convention, so beta means the same thing for
-every model).
+VDVAE; everything else is an extra. The training loss, defined once in
+:func:`vlae_models.train.objective`, is ``distortion + beta * rate`` (with the run's free-bits
+floor and warm-up), summed over dimensions and averaged over the batch, so beta means the same
+thing for every model.
 
 Inputs are float tensors of shape (B, C, H, W): values in {0, 1} for binary data and in
 [0, 1] for 8-bit data (k/255). Conversion from uint8 happens in one place, ``to_model_input``.
@@ -12,7 +13,6 @@ Inputs are float tensors of shape (B, C, H, W): values in {0, 1} for binary data
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +20,8 @@ from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
+
+from vlae_models.registry import Registry
 
 # Decoder rows per vectorised IWAE call. Small chunks stay in cache: on a CPU, 256 rows ran
 # 3-6x faster than 8192 for every model here (measured side by side on the trained models).
@@ -63,13 +65,6 @@ class LatentModel(nn.Module):
         """The free-bits floor the training loop uses unless a run sets its own (nats)."""
         return 0.0
 
-    def loss(self, out: ModelOutput, beta: float = 1.0) -> Tensor:
-        """Batch-mean of ``distortion + beta * rate`` (+ ``extras["aux_loss"]`` if present)."""
-        total = out.distortion + beta * out.rate
-        if "aux_loss" in out.extras:
-            total = total + out.extras["aux_loss"]
-        return total.mean()
-
     def prepare(self, pixels: Tensor) -> Tensor:
         """uint8 pixels (B, C, H, W) -> model input, checked against the model's likelihood."""
         binary = bool(getattr(self.likelihood, "binary", False))
@@ -85,6 +80,12 @@ class LatentModel(nn.Module):
     def reconstruct(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
         """Decoder mean at the posterior mean (or nearest code), values in [0, 1]."""
         raise NotImplementedError
+
+    def point_reconstruction(self, x: Tensor) -> Tensor:
+        """The deterministic reconstruction a checkpoint is scored with as a method: the
+        decoder mean at the posterior mean (nearest code for VQ). Autoregressive decoders
+        override it with their greedy decoding."""
+        return self.reconstruct(x)
 
     def sample(self, n: int, mode: str = "mean") -> Tensor:  # pragma: no cover - abstract
         """n images from the prior: the likelihood's mean (``mode="mean"``) or a draw from it."""
@@ -131,14 +132,14 @@ class RegistryEntry:
     description: str
 
 
-REGISTRY: dict[str, RegistryEntry] = {}
+MODELS: Registry[RegistryEntry] = Registry("model", "vlae_models", ModelError)
 
 
 def register(name: str, config_cls: type, description: str) -> Callable[[type], type]:
     """Class decorator: make ``name`` build ``model_cls(config_cls(...))``."""
 
     def wrap(model_cls: type[LatentModel]) -> type[LatentModel]:
-        REGISTRY[name] = RegistryEntry(name, config_cls, model_cls, description)
+        MODELS.add(name)(RegistryEntry(name, config_cls, model_cls, description))
         model_cls.registry_name = name
         return model_cls
 
@@ -147,43 +148,27 @@ def register(name: str, config_cls: type, description: str) -> Callable[[type], 
 
 def build(name: str, **overrides: Any) -> LatentModel:
     """Build a registered model from its default config with ``overrides`` applied."""
+    from vlae_models.config import make_config
+
     entry = get_entry(name)
-    known = {f.name for f in dataclasses.fields(entry.config_cls)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise ModelError(
-            f"unknown config key(s) {unknown} for model '{name}'; known: {sorted(known)}"
-        )
-    return entry.model_cls(entry.config_cls(**overrides))
+    return entry.model_cls(make_config(entry.config_cls, overrides, f"model '{name}' config"))
 
 
 def get_entry(name: str) -> RegistryEntry:
-    _import_model_modules()
-    if name not in REGISTRY:
-        raise ModelError(f"unknown model '{name}'; available: {', '.join(sorted(REGISTRY))}")
-    return REGISTRY[name]
+    return MODELS[name]
 
 
 def available_models() -> list[RegistryEntry]:
-    _import_model_modules()
-    return [REGISTRY[k] for k in sorted(REGISTRY)]
+    return [MODELS[name] for name in MODELS]
 
 
-_NOT_MODELS = {
-    "core", "train", "evaluate", "checkpoint", "likelihoods", "distributions", "layers",
-}  # fmt: skip
+def to_pixels(values: Tensor, binary: bool) -> Tensor:
+    """Model-scale images ([0, 1]) -> uint8 pixels: the inverse of :func:`to_model_input`.
 
-
-def _import_model_modules() -> None:
-    """Import the model families so their ``@register`` decorators run."""
-    import importlib
-    import pkgutil
-
-    import vlae_models
-
-    for info in pkgutil.iter_modules(vlae_models.__path__):
-        if info.name not in _NOT_MODELS:
-            importlib.import_module(f"vlae_models.{info.name}")
+    Binary data round to the nearer of 0 and 1; 8-bit data to the nearest of 0..255.
+    """
+    values = values.detach().float().clamp(0.0, 1.0)
+    return (values.round() if binary else (values * 255.0).round()).to(torch.uint8)
 
 
 def to_model_input(pixels: Tensor, binary: bool) -> Tensor:

@@ -16,8 +16,9 @@ What is measured (all per image, averaged over the split):
   depends on x alone, so only I(x; z_0) is reported (``mutual_info_nats_l0``).
 * VQ-VAE: codebook perplexity exp(H(p)) and usage (fraction of codes used at least once) of
   the code histogram over the whole split (not per batch, which depends on batch size).
-* Reconstruction MSE/PSNR against the 8-bit images, with the reconstruction (decoder mean at
-  the posterior mean / nearest code) rounded to 8 bits; PSNR per image, then averaged.
+* Reconstruction quality is not measured here: a checkpoint run as a method
+  (``vlae-bench codecs -c model:CKPT``, :mod:`baselines.models`) gives one row per image with
+  PSNR, SSIM or the bit error rate from :mod:`benchmarks.metrics`, like every codec.
 
 Row layout (one row per split and rate kind, so result aggregation never mixes estimators):
 
@@ -68,7 +69,6 @@ def evaluate(
     max_iw_rows: int = IW_ROWS,
     mutual_info: bool = True,
     mi_max_examples: int = 10_000,
-    recon_examples: int | None = None,
     out_dir: Path | str | None = None,
     progress: bool = False,
 ) -> list[dict[str, Any]]:
@@ -77,13 +77,8 @@ def evaluate(
     ``iw_samples`` = k > 0 adds the IWAE estimate (continuous latents only); ``max_iw_rows``
     bounds how many decoder rows one vectorised call holds. ``seed`` fixes every random draw
     without touching the caller's RNG. With ``out_dir``, reconstruction and sample grids are
-    saved as PNG (samples are the likelihood's mean). Reconstruction error (``mse``,
-    ``psnr``) uses the first ``recon_examples`` images: all of them by default, 256 for
-    autoregressive decoders, whose reconstructions cost H*W sequential passes each; the row's
-    ``recon_examples`` column says how many.
+    saved as PNG (samples are the likelihood's mean).
     """
-    if recon_examples is None:
-        recon_examples = 256 if getattr(model, "autoregressive", False) else len(data)
     pixels = as_nchw(data, "data")
     model.eval()
     device = next(model.parameters()).device
@@ -91,7 +86,7 @@ def evaluate(
     fork = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=fork), torch.no_grad():
         torch.manual_seed(seed)
-        stats = _pass(model, pixels, batch_size, device, mutual_info, recon_examples)
+        stats = _pass(model, pixels, batch_size, device, mutual_info)
         iwae = None
         if iw_samples > 0 and model.has_continuous_latents and model.has_latents:
             iwae = _iwae(model, pixels, iw_samples, max_iw_rows, device, progress)
@@ -109,9 +104,6 @@ def evaluate(
         "image": "__all__",
         "n_examples": n,
         "distortion_nats": stats["distortion"],
-        "mse": stats["mse"],
-        "psnr": stats["psnr"],
-        "recon_examples": stats["recon_examples"],
         "config": json.dumps(dataclasses.asdict(model.config), sort_keys=True),
     }
     if beta is not None:
@@ -179,13 +171,11 @@ def _pass(
     batch_size: int,
     device: torch.device,
     keep_top: bool,
-    recon_examples: int,
 ):
-    """One sweep over the split: sums of rate/distortion, recon error, posterior moments."""
+    """One sweep over the split: sums of rate and distortion, code counts, posterior moments."""
     n = len(pixels)
     sums: dict[str, float] = {"rate": 0.0, "distortion": 0.0}
     moments = model.has_continuous_latents
-    sq_err, psnr_sum, n_recon = 0.0, 0.0, 0
     kl_levels: Tensor | None = None
     mom_sum: list[Tensor] = []
     mom_sq: list[Tensor] = []
@@ -222,20 +212,7 @@ def _pass(
                 if i == 0 and keep_top:
                     top_mean.append(mean)
                     top_std.append(std.double().cpu())
-        todo = min(recon_examples - n_recon, len(x))
-        if todo > 0:
-            binary = bool(model.likelihood.binary)
-            mse = _mse_8bit(raw[:todo], model.reconstruct(x[:todo]), binary=binary)
-            sq_err += float(mse.sum())
-            psnr_sum += float((10.0 * torch.log10(255.0**2 / mse.clamp(min=1e-10))).sum())
-            n_recon += todo
     stats: dict[str, Any] = {k: v / n for k, v in sums.items()}
-    n_recon = max(n_recon, 1)
-    stats["mse"], stats["psnr"], stats["recon_examples"] = (
-        sq_err / n_recon,
-        psnr_sum / n_recon,
-        n_recon,
-    )
     if counts is not None:
         p = counts.double() / counts.sum()
         nz = p[p > 0]
@@ -252,15 +229,6 @@ def _pass(
         stats["levels"] = levels
         stats["top"] = (torch.cat(top_mean), torch.cat(top_std)) if top_mean else None
     return stats
-
-
-def _mse_8bit(raw: Tensor, recon: Tensor, binary: bool) -> Tensor:
-    """Per-image MSE on the 0..255 scale between the pixels and the 8-bit-rounded recon."""
-    target = raw.double()
-    if binary:  # {0, 1} -> {0, 255}
-        target = target * 255.0
-    decoded = torch.round(recon.double().clamp(0.0, 1.0) * 255.0)
-    return ((target - decoded) ** 2).flatten(1).mean(1).cpu()
 
 
 def _iwae(

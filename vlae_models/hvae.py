@@ -17,11 +17,10 @@ its learned prior first), level L-1 is the one closest to the data.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor, nn
 
+from vlae_models.config import ModelConfig, config_dataclass
 from vlae_models.core import LatentModel, ModelError, ModelOutput, register
 from vlae_models.distributions import (
     gaussian_log_prob,
@@ -33,17 +32,13 @@ from vlae_models.layers.resblocks import Bottleneck, ResBlock, check_image_shape
 from vlae_models.likelihoods import likelihood_from_config
 
 
-@dataclass
-class HVAEConfig:
+@config_dataclass
+class HVAEConfig(ModelConfig):
     """Sizes are for 1x28x28 MNIST: every level is ``z_channels`` x 7 x 7."""
 
-    in_channels: int = 1
-    image_size: int = 28
     levels: int = 2
     width: int = 32
     z_channels: int = 4
-    likelihood: str = "bernoulli"
-    n_mix: int = 5
     gaussian_std: float = 0.1
 
 

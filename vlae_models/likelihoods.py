@@ -72,6 +72,25 @@ class Likelihood:
     def sample(self, params: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def mode(self, params: Tensor) -> Tensor:
+        """The most likely data value of each pixel, in model units ([0, 1]).
+
+        For one-channel 8-bit likelihoods, by scoring all 256 values of every pixel (meant for
+        one autoregressive step at a time: the work is 256 x the pixels given). Coupled colour
+        channels have no per-pixel mode here.
+        """
+        if self.channels != 1:
+            raise ModelError(
+                f"likelihood '{self.name}' has no per-pixel mode for {self.channels} channels"
+            )
+        b, p, h, w = params.shape
+        flat = params.permute(0, 2, 3, 1).reshape(-1, p, 1, 1)
+        values = torch.arange(256, device=params.device, dtype=torch.float32) / 255.0
+        scores = self.log_prob(
+            flat.repeat_interleave(256, dim=0), values.repeat(len(flat)).view(-1, 1, 1, 1)
+        ).view(len(flat), 256)
+        return values[scores.argmax(1)].view(b, h, w, 1).permute(0, 3, 1, 2)
+
 
 def _softplus(t: Tensor) -> Tensor:
     """softplus(t) = max(t, 0) + log(1 + exp(-|t|)).
@@ -102,6 +121,9 @@ class Bernoulli(Likelihood):
 
     def sample(self, params: Tensor) -> Tensor:
         return torch.bernoulli(self.mean(params))
+
+    def mode(self, params: Tensor) -> Tensor:
+        return (params.float() > 0).float()
 
 
 def discretized_logistic_log_prob(y: Tensor, mean: Tensor, log_scale: Tensor) -> Tensor:
@@ -275,6 +297,9 @@ class FixedGaussian(Likelihood):
         noisy = params.float() + self.sigma * torch.randn_like(params.float())
         return torch.round(noisy.clamp(0.0, 1.0) * 255.0) / 255.0
 
+    def mode(self, params: Tensor) -> Tensor:
+        return torch.round(self.mean(params) * 255.0) / 255.0
+
 
 def make_likelihood(
     name: str, channels: int, *, n_mix: int = 5, gaussian_std: float = 0.1
@@ -295,11 +320,6 @@ def gaussian_distortion_to_mse(distortion: Tensor, dims: int, sigma: float) -> T
     """Invert the fixed-variance Gaussian distortion (nats, per image) to the MSE on [0, 1]."""
     const = 0.5 * dims * math.log(2.0 * math.pi * sigma**2)
     return (distortion - const) * 2.0 * sigma**2 / dims
-
-
-def mse_to_psnr(mse: Tensor) -> Tensor:
-    """PSNR in dB for signals in [0, 1] (peak 1)."""
-    return -10.0 * torch.log10(mse.clamp(min=1e-12))
 
 
 def likelihood_from_config(config: Any) -> Likelihood:

@@ -26,18 +26,18 @@ as mid-grey rather than as black).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from vlae_models.config import ModelConfig, config_dataclass
 from vlae_models.core import LatentModel, ModelError, ModelOutput, register
 from vlae_models.layers.masked import LocalPixelCNN, sample_autoregressive
 from vlae_models.layers.resblocks import check_image_shape
 from vlae_models.likelihoods import Likelihood, likelihood_from_config
 
-SAMPLE_MODES = ("mean", "sample")
+SAMPLE_MODES = ("mean", "sample", "mode")
 
 
 class AutoregressiveDecoder(nn.Module):
@@ -86,19 +86,24 @@ class AutoregressiveDecoder(nn.Module):
 
     @torch.no_grad()
     def sample(
-        self, cond: Tensor | None, shape: tuple[int, int, int, int], crop: bool = True
+        self,
+        cond: Tensor | None,
+        shape: tuple[int, int, int, int],
+        crop: bool = True,
+        greedy: bool = False,
     ) -> tuple[Tensor, Tensor]:
         """Draw x (B, C, H, W) pixel by pixel and return it with log p(x | cond) (B,) in nats.
 
         The log-probability is summed over the sampling steps; it equals :meth:`log_prob` of
-        the drawn images (up to float rounding), which the tests check.
+        the drawn images (up to float rounding), which the tests check. ``greedy=True`` takes
+        the most likely value at every step instead of a draw: a deterministic decoding.
         """
         n_params, likelihood = self.n_params, self.likelihood
 
         def step(params: Tensor) -> tuple[Tensor, Tensor]:
             # params (B, C, ceil(P / C)) -> the likelihood's (B, P, 1, 1) for one pixel
             p = params.reshape(params.shape[0], -1)[:, :n_params, None, None]
-            values = likelihood.sample(p)  # (B, C, 1, 1), valid data values
+            values = likelihood.mode(p) if greedy else likelihood.sample(p)  # (B, C, 1, 1)
             return values.flatten(1), likelihood.log_prob(p, values)
 
         return sample_autoregressive(self.net, cond, shape, step, crop=crop)
@@ -108,10 +113,11 @@ class AutoregressiveDecoder(nn.Module):
         """What sample/reconstruct return for drawn pixels x: x itself, or the conditional means.
 
         ``mode="mean"`` gives E[x_i | x_<i, cond] along the drawn path (one parallel pass):
-        smoother pictures than the raw draw, with the same global structure.
+        smoother pictures than the raw draw, with the same global structure. ``"sample"`` and
+        ``"mode"`` return the drawn (or greedily decoded) pixels themselves.
         """
         check_mode(mode)
-        return x if mode == "sample" else self.likelihood.mean(self.params(x, cond))
+        return x if mode != "mean" else self.likelihood.mean(self.params(x, cond))
 
 
 def check_mode(mode: str) -> None:
@@ -119,14 +125,10 @@ def check_mode(mode: str) -> None:
         raise ModelError(f"mode must be one of {SAMPLE_MODES}, got {mode!r}")
 
 
-@dataclass
-class PixelCNNConfig:
+@config_dataclass
+class PixelCNNConfig(ModelConfig):
     """The VLAE decoder without a latent code (defaults: the paper's MNIST PixelCNN)."""
 
-    in_channels: int = 1
-    image_size: int = 28
-    likelihood: str = "bernoulli"  # "bernoulli" for binary data; "logistic-mixture" for 8-bit
-    n_mix: int = 5  # components, for likelihood="logistic-mixture"
     pixelcnn_layers: int = 6
     pixelcnn_filters: int = 12
     pixelcnn_kernel: int = 3
@@ -203,6 +205,12 @@ class PixelCNN(LatentModel):
         check_mode(mode)
         x, _ = self.sample_with_log_prob(n)
         return self.decoder.output(x, None, mode)
+
+    def point_reconstruction(self, x: Tensor) -> Tensor:
+        raise ModelError(
+            "the unconditional PixelCNN has no latent code, so nothing to reconstruct from; "
+            "its exact NLL is in `vlae-bench eval`"
+        )
 
     @torch.no_grad()
     def reconstruct(self, x: Tensor, mode: str = "mean") -> Tensor:

@@ -44,6 +44,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from vlae_models import checkpoint
+from vlae_models.config import config_dataclass
 from vlae_models.core import LatentModel, ModelError, ModelOutput, as_nchw, build
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
@@ -57,7 +58,7 @@ class TrainingDivergedError(ModelError):
     """Too many consecutive steps had a non-finite loss or gradient."""
 
 
-@dataclass
+@config_dataclass
 class TrainConfig:
     """Every setting of a training run; stored in each checkpoint."""
 
@@ -270,6 +271,131 @@ class _Window:
         return means
 
 
+@dataclass
+class TrainState:
+    """What a checkpoint restores: the model, its optimizer and EMA, the step, skip counters."""
+
+    model: LatentModel
+    optimizer: torch.optim.Optimizer
+    ema: WeightEMA | None
+    step: int = 0
+    skipped: int = 0
+    consecutive: int = 0
+
+
+@dataclass
+class StepResult:
+    loss: float
+    rate: float
+    distortion: float
+    grad_norm: float
+    beta: float
+    skip_reason: str | None  # None when the update was applied
+
+
+def training_step(
+    state: TrainState, x: Tensor, config: TrainConfig, free_bits: float, bf16: bool = False
+) -> StepResult:
+    """One optimisation step on the batch x; a non-finite or too-large step is skipped."""
+    model, optimizer = state.model, state.optimizer
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+        out = model(x)
+    loss, beta = objective(out, config, state.step, free_bits)
+    optimizer.zero_grad(set_to_none=True)
+    loss_value, grad_norm = float(loss.detach()), float("nan")
+    if math.isfinite(loss_value):
+        loss.backward()
+        max_norm = config.grad_clip if config.grad_clip is not None else math.inf
+        params = [p for p in model.parameters() if p.requires_grad]
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+    reason = None
+    if not math.isfinite(loss_value):
+        reason = f"loss {loss_value}"
+    elif not math.isfinite(grad_norm) or (
+        config.skip_grad_norm is not None and grad_norm > config.skip_grad_norm
+    ):
+        reason = f"grad norm {grad_norm}"
+    if reason is None:
+        optimizer.step()
+        if state.ema is not None:
+            state.ema.update(model, state.step)
+        state.consecutive = 0
+    else:
+        optimizer.zero_grad(set_to_none=True)
+        state.skipped += 1
+        state.consecutive += 1
+    state.step += 1
+    return StepResult(
+        loss_value, float(out.rate.detach().float().mean()),
+        float(out.distortion.detach().float().mean()), grad_norm, beta, reason,
+    )  # fmt: skip
+
+
+class Checkpointer:
+    """Saves and restores a :class:`TrainState` as ``checkpoint.safetensors`` in a run folder."""
+
+    def __init__(self, out_dir: Path, config: TrainConfig, total: int, fingerprint: dict) -> None:
+        self.path = out_dir / CHECKPOINT_NAME
+        self.config, self.total, self.fingerprint = config, total, fingerprint
+
+    def save(self, state: TrainState) -> None:
+        checkpoint.save(
+            self.path, state.model, train_config=self.config, step=state.step,
+            optimizer=state.optimizer,
+            ema_state=state.ema.shadow if state.ema is not None else None, save_rng=True,
+            extra={
+                "skipped_steps": state.skipped, "consecutive_skips": state.consecutive,
+                "total_steps": self.total, "data_fingerprint": self.fingerprint,
+            },
+        )  # fmt: skip
+
+    def restore(self, state: TrainState) -> bool:
+        """Load the stored state into ``state`` if a checkpoint exists; True if it did."""
+        if not self.path.exists():
+            return False
+        loaded = checkpoint.read(self.path)
+        _check_resumable(self.path, loaded[1], state.model, self.config, self.fingerprint)
+        meta, ema_state = checkpoint.restore_training(
+            self.path, state.model, state.optimizer, loaded
+        )
+        if state.ema is not None and ema_state is not None:
+            device = next(state.model.parameters()).device
+            state.ema.shadow = {k: v.to(device) for k, v in ema_state.items()}
+        state.step, state.skipped = int(meta["step"]), int(meta.get("skipped_steps", 0))
+        state.consecutive = int(meta.get("consecutive_skips", 0))
+        return True
+
+
+class TrainLog:
+    """``train_log.jsonl``: one JSON record per log line, means over the steps since the last."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.path = out_dir / LOG_NAME
+        self.window = _Window()
+
+    def start(self, step: int) -> None:
+        """A fresh run clears the log; a resumed one drops lines written after its checkpoint."""
+        if step == 0:
+            self.path.unlink(missing_ok=True)
+        elif self.path.exists():
+            lines = self.path.read_text().splitlines()
+            keep = [line for line in lines if json.loads(line)["step"] <= step]
+            self.path.write_text("".join(line + "\n" for line in keep))
+
+    def write(self, record: dict[str, Any]) -> None:
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def _diverged(step: int, state: TrainState, reason: str, config: TrainConfig, ckpt: Path):
+    last = f"last checkpoint {ckpt}" if ckpt.exists() else "no checkpoint written"
+    return TrainingDivergedError(
+        f"training diverged at step {step}: {state.consecutive} consecutive updates skipped "
+        f"(latest: {reason}; max_consecutive_skips={config.max_consecutive_skips}); {last}. "
+        "Try a lower lr, grad_clip, warmup_steps or bf16=False"
+    )
+
+
 def train(
     model_name_or_model: str | LatentModel,
     train_data: Tensor,
@@ -308,116 +434,58 @@ def train(
         model = model_name_or_model
     _check_model_data(model, pixels)
     model.to(device).train()
-    optimizer = make_optimizer(model, config)
     ema = WeightEMA(model, config.ema_decay) if config.ema_decay > 0 else None
-    fingerprint = data_fingerprint(pixels)
-    ckpt = out_dir / CHECKPOINT_NAME
-    log_path = out_dir / LOG_NAME
-    start, skipped, consecutive = 0, 0, 0
-
-    if resume and ckpt.exists():
-        loaded = checkpoint.read(ckpt)
-        _check_resumable(ckpt, loaded[1], model, config, fingerprint)
-        meta, ema_state = checkpoint.restore_training(ckpt, model, optimizer, loaded)
-        if ema is not None and ema_state is not None:
-            ema.shadow = {k: v.to(device) for k, v in ema_state.items()}
-        start, skipped = int(meta["step"]), int(meta.get("skipped_steps", 0))
-        consecutive = int(meta.get("consecutive_skips", 0))
-        _truncate_log(log_path, start)
-    else:
-        log_path.unlink(missing_ok=True)
-        torch.manual_seed(config.seed)  # the loop's own randomness: z samples, code restarts
-
+    state = TrainState(model, make_optimizer(model, config), ema)
     total = total_steps(config, len(pixels))
+    saver = Checkpointer(out_dir, config, total, data_fingerprint(pixels))
+    if not (resume and saver.restore(state)):
+        torch.manual_seed(config.seed)  # the loop's own randomness: z samples, code restarts
+    log = TrainLog(out_dir)
+    log.start(state.step)
+
     pixels = pixels.to(device)
     batches = EpochBatches(len(pixels), config.batch_size, config.seed)
-    params = [p for p in model.parameters() if p.requires_grad]
-    window = _Window()
+    free_bits = free_bits_floor(config, model)
     name = getattr(model, "registry_name", type(model).__name__)
     bar = tqdm(
-        total=total, initial=start, desc=f"train {name}", disable=not config.progress,
+        total=total, initial=state.step, desc=f"train {name}", disable=not config.progress,
         dynamic_ncols=True,
     )  # fmt: skip
-
-    def save(step: int) -> None:
-        checkpoint.save(
-            ckpt, model, train_config=config, step=step, optimizer=optimizer,
-            ema_state=ema.shadow if ema is not None else None, save_rng=True,
-            extra={
-                "skipped_steps": skipped, "consecutive_skips": consecutive,
-                "total_steps": total, "data_fingerprint": fingerprint,
-            },
-        )  # fmt: skip
-
-    def log(record: dict[str, Any]) -> None:
-        with log_path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
-
     try:
-        for step in range(start, total):
-            x = model.prepare(pixels[batches.indices(step).to(device)])
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                out = model(x)
-            loss, beta = objective(out, config, step, free_bits_floor(config, model))
-            optimizer.zero_grad(set_to_none=True)
-            grad_norm = float("nan")
-            loss_value = float(loss.detach())
-            if math.isfinite(loss_value):
-                loss.backward()
-                max_norm = config.grad_clip if config.grad_clip is not None else math.inf
-                grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
-            too_big = config.skip_grad_norm is not None and grad_norm > config.skip_grad_norm
-            if math.isfinite(loss_value) and math.isfinite(grad_norm) and not too_big:
-                optimizer.step()
-                if ema is not None:
-                    ema.update(model, step)
-                consecutive = 0
-                window.add(
-                    loss=loss_value,
-                    rate=float(out.rate.detach().float().mean()),
-                    distortion=float(out.distortion.detach().float().mean()),
-                    grad_norm=grad_norm,
-                )
+        while state.step < total:
+            x = model.prepare(pixels[batches.indices(state.step).to(device)])
+            result = training_step(state, x, config, free_bits, use_bf16)
+            done = state.step
+            if result.skip_reason is None:
+                log.window.add(
+                    loss=result.loss, rate=result.rate, distortion=result.distortion,
+                    grad_norm=result.grad_norm,
+                )  # fmt: skip
             else:
-                optimizer.zero_grad(set_to_none=True)
-                skipped += 1
-                consecutive += 1
-                reason = (
-                    f"loss {loss_value}"
-                    if not math.isfinite(loss_value)
-                    else f"grad norm {grad_norm}"
-                )
-                bar.write(f"step {step + 1}: update skipped ({reason})")
-                if consecutive > config.max_consecutive_skips:
-                    last = f"last checkpoint {ckpt}" if ckpt.exists() else "no checkpoint written"
-                    raise TrainingDivergedError(
-                        f"training diverged at step {step + 1}: {consecutive} consecutive "
-                        f"updates skipped (latest: {reason}; max_consecutive_skips="
-                        f"{config.max_consecutive_skips}); {last}. Try a lower lr, grad_clip, "
-                        "warmup_steps or bf16=False"
-                    )
-            done = step + 1
+                bar.write(f"step {done}: update skipped ({result.skip_reason})")
+                if state.consecutive > config.max_consecutive_skips:
+                    raise _diverged(done, state, result.skip_reason, config, saver.path)
             if done % config.log_every == 0 or done == total:
-                means = window.flush()
-                record = {"step": done, "skipped": skipped, **means}
-                if math.isfinite(beta):  # NaN under the capacity objective, which has no beta
-                    record["beta"] = beta
-                log(record)
+                means = log.window.flush()
+                record = {"step": done, "skipped": state.skipped, **means}
+                if math.isfinite(result.beta):  # NaN under the capacity objective
+                    record["beta"] = result.beta
+                log.write(record)
                 if means:
                     bar.set_postfix(
                         loss=f"{means['loss']:.2f}", rate=f"{means['rate']:.2f}",
                         distortion=f"{means['distortion']:.2f}",
                     )  # fmt: skip
             if eval_pixels is not None and config.eval_every and done % config.eval_every == 0:
-                log({"step": done, "eval": _quick_eval(model, ema, eval_pixels)})
+                log.write({"step": done, "eval": _quick_eval(model, ema, eval_pixels)})
             if done % config.checkpoint_every == 0 or done == total:
-                save(done)
+                saver.save(state)
             bar.update(1)
     finally:
         bar.close()
     if eval_pixels is not None:
-        log({"step": total, "eval": _quick_eval(model, ema, eval_pixels)})
-    return ckpt
+        log.write({"step": total, "eval": _quick_eval(model, ema, eval_pixels)})
+    return saver.path
 
 
 def _check_resumable(
@@ -435,14 +503,6 @@ def _check_resumable(
         )
     if meta.get("data_fingerprint") not in (None, fingerprint):
         raise ModelError(f"cannot resume from {path}: it was trained on different data")
-
-
-def _truncate_log(path: Path, step: int) -> None:
-    """Drop log lines written after the checkpoint we resume from."""
-    if not path.exists():
-        return
-    keep = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
-    path.write_text("".join(line + "\n" for line in keep))
 
 
 def _quick_eval(model: LatentModel, ema: WeightEMA | None, pixels: Tensor) -> dict[str, float]:

@@ -8,11 +8,10 @@ of the model. ``rate`` is the analytic KL(q(z|x) || N(0, I)) and ``distortion`` 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor, nn
 
+from vlae_models.config import ModelConfig, config_dataclass
 from vlae_models.core import LatentModel, ModelError, ModelOutput, register
 from vlae_models.distributions import (
     gaussian_log_prob,
@@ -25,16 +24,12 @@ from vlae_models.layers.resblocks import check_image_shape, down_stem, up_stem
 from vlae_models.likelihoods import likelihood_from_config
 
 
-@dataclass
-class BetaVAEConfig:
+@config_dataclass
+class BetaVAEConfig(ModelConfig):
     """Sizes are for 1x28x28 MNIST; ``image_size`` must be divisible by 4."""
 
-    in_channels: int = 1
-    image_size: int = 28
     latent_dim: int = 32
     width: int = 32  # channels at the 7x7 bottleneck; the 14x14 stage uses width // 2
-    likelihood: str = "bernoulli"
-    n_mix: int = 5  # components, for likelihood="logistic-mixture"
     gaussian_std: float = 0.1  # sigma, for likelihood="gaussian"
 
 

@@ -68,12 +68,12 @@ Arms of the paper's ablation (all from this module, see ``docs/vlae.md``)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from vlae_models.config import ModelConfig, config_dataclass
 from vlae_models.core import LatentModel, ModelError, ModelOutput, register
 from vlae_models.distributions import (
     gaussian_log_prob,
@@ -89,18 +89,14 @@ from vlae_models.pixelcnn import AutoregressiveDecoder, check_mode
 PRIORS = ("af", "gaussian")
 
 
-@dataclass
-class VLAEConfig:
+@config_dataclass
+class VLAEConfig(ModelConfig):
     """Sizes default to the paper's binarized-MNIST model (Chen et al. 2017, Appendix A).
 
     Images are ``in_channels`` x ``image_size`` x ``image_size`` (``image_size`` divisible by
     4); ``image_shape`` gives the triple.
     """
 
-    in_channels: int = 1
-    image_size: int = 28
-    likelihood: str = "bernoulli"  # "bernoulli" (binary data) or "logistic-mixture" (8-bit)
-    n_mix: int = 5  # components, for likelihood="logistic-mixture"
     z_dim: int = 64  # paper, Appendix A
     encoder_width: int = 64  # channels at 1/4 resolution (the 1/2 stage has half)
     encoder_res_blocks: int = 2
@@ -133,8 +129,8 @@ class VLAE(LatentModel):
 
     ``forward(x, z=None)`` returns distortion = -log p(x|z) and rate = log q(z|x) - log p(z)
     per example at one z ~ q(z|x) (or at the given z); extras hold ``z``, ``log_qz``,
-    ``log_pz`` and ``kl_before_free_bits`` (= rate; the free-bits floor acts only in
-    :meth:`loss`).
+    ``log_pz`` and ``kl_before_free_bits`` (= rate; the free-bits floor acts only in the
+    training objective, :func:`vlae_models.train.objective`).
     """
 
     has_latents: ClassVar[bool] = True
@@ -248,26 +244,34 @@ class VLAE(LatentModel):
         return log_px + log_pz - log_qz
 
     @torch.no_grad()
-    def decode(self, z: Tensor, crop: bool = True) -> tuple[Tensor, Tensor]:
+    def decode(self, z: Tensor, crop: bool = True, greedy: bool = False) -> tuple[Tensor, Tensor]:
         """Draw x ~ p(x|z) pixel by pixel: images (B, C, H, W) and log p(x|z) (B,) in nats.
 
         The log-probability is summed over the sampling steps; it equals ``-forward(x, z)
-        .distortion`` for the drawn x (the tests check this).
+        .distortion`` for the drawn x (the tests check this). ``greedy=True`` takes the most
+        likely value of each pixel given z and the pixels before it: deterministic.
         """
         cond = self.condition(z)
-        return self.decoder.sample(cond, (z.shape[0], *self.config.image_shape), crop=crop)
+        shape = (z.shape[0], *self.config.image_shape)
+        return self.decoder.sample(cond, shape, crop=crop, greedy=greedy)
 
     @torch.no_grad()
     def reconstruct(self, x: Tensor, mode: str = "mean") -> Tensor:
         """A "decompression" (paper, Fig. 1a): z = the posterior mean, pixels drawn from p(x|z).
 
         ``mode="sample"`` returns the drawn pixels; ``"mean"`` the conditional means
-        E[x_i | x_<i, z] along the drawn path (values in [0, 1]).
+        E[x_i | x_<i, z] along the drawn path (values in [0, 1]); ``"mode"`` the greedy
+        decoding, each pixel the most likely value given z and the pixels before it: the
+        deterministic reconstruction the VLAE is scored with as a method.
         """
         check_mode(mode)
         z, _ = self.encode(x)
-        drawn, _ = self.decode(z)
+        drawn, _ = self.decode(z, greedy=mode == "mode")
         return self.decoder.output(drawn, self.condition(z), mode)
+
+    def point_reconstruction(self, x: Tensor) -> Tensor:
+        """Greedy decoding given the posterior mean z: deterministic (``mode="mode"``)."""
+        return self.reconstruct(x, mode="mode")
 
     @torch.no_grad()
     def sample(self, n: int, mode: str = "mean") -> Tensor:

@@ -19,23 +19,21 @@ set by the grid size and K. The training loss is distortion + ``extras["aux_loss
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
+from vlae_models.config import ModelConfig, config_dataclass
 from vlae_models.core import LatentModel, ModelError, ModelOutput, register
 from vlae_models.layers.resblocks import check_image_shape, down_stem, up_stem
 from vlae_models.layers.vector_quantizer import VectorQuantizerEMA
 from vlae_models.likelihoods import likelihood_from_config
 
 
-@dataclass
-class VQVAEConfig:
+@config_dataclass
+class VQVAEConfig(ModelConfig):
     """Sizes are for 1x28x28 MNIST: a 7x7 grid of codes (``image_size`` divisible by 4)."""
 
-    in_channels: int = 1
-    image_size: int = 28
     width: int = 32
     embedding_dim: int = 16
     num_codes: int = 128
@@ -44,8 +42,6 @@ class VQVAEConfig:
     ema_eps: float = 1e-5
     restart_threshold: float = 1.0  # restart codes whose EMA count falls below this; 0 = never
     rate_kind: str = "prior"  # which rate ModelOutput.rate holds: "prior" or "fixed"
-    likelihood: str = "bernoulli"
-    n_mix: int = 5
     gaussian_std: float = 0.1
 
 

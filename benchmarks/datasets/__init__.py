@@ -1,4 +1,6 @@
-"""The dataset layer: registered datasets, their lookup order, checksums and downloads.
+"""The dataset layer. `load_items` gives any dataset (with options such as
+`kodak:patches=64`) as named items, the one input type of the evaluation path. Below it: registered
+datasets, their lookup order, checksums and downloads.
 
 Image datasets ("kodak", "embedded", "folder:PATH") come back as `NamedImage` lists from
 `load_images`; MNIST-style datasets ("mnist", "fashion-mnist", "binarized-mnist",
@@ -10,6 +12,7 @@ train / valid / trainval / test (see `benchmarks.datasets.mnist`). Files are loo
 from benchmarks.datasets.errors import DatasetError
 from benchmarks.datasets.fetch import data_root_candidates
 from benchmarks.datasets.images import NamedImage, load_images, read_image
+from benchmarks.datasets.items import DatasetView, load_items, spread
 from benchmarks.datasets.mnist import SPLITS, load_array, load_labels
 from benchmarks.datasets.registry import dataset_names, is_image_dataset
 from benchmarks.datasets.status import dataset_status
@@ -17,6 +20,7 @@ from benchmarks.datasets.status import dataset_status
 __all__ = [
     "SPLITS",
     "DatasetError",
+    "DatasetView",
     "NamedImage",
     "data_root_candidates",
     "dataset_names",
@@ -24,6 +28,8 @@ __all__ = [
     "is_image_dataset",
     "load_array",
     "load_images",
+    "load_items",
     "load_labels",
     "read_image",
+    "spread",
 ]

@@ -46,18 +46,30 @@ _TIFF_BITS_PER_SAMPLE = 258
 
 @dataclass(frozen=True, eq=False)  # eq=False: ndarray fields make field-wise == meaningless
 class NamedImage:
-    """One image of a dataset: its name (file stem, e.g. "kodim01") and its exact pixels."""
+    """One item of a dataset: its name and its exact uint8 pixels.
+
+    Pixels are H x W (gray, or binary with ``binary=True``: values 0 and 1) or H x W x C
+    (C = 3 for photos). Every method and metric takes items of this one type; names are a
+    file stem ("kodim01"), a split row ("test/00042") or a patch ("kodim01@64,128").
+    """
 
     name: str
-    pixels: np.ndarray  # uint8, H x W x 3, C-contiguous
+    pixels: np.ndarray
+    binary: bool = False
 
     def __post_init__(self) -> None:
         pixels = self.pixels
-        if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
+        if pixels.dtype != np.uint8 or pixels.ndim not in (2, 3) or min(pixels.shape) < 1:
             raise ValueError(
-                f"{self.name}: pixels must be uint8 HxWx3, got {pixels.dtype} {pixels.shape}"
+                f"{self.name}: pixels must be uint8 HxW or HxWxC, got {pixels.dtype} {pixels.shape}"
             )
+        if self.binary and pixels.size and int(pixels.max()) > 1:
+            raise ValueError(f"{self.name}: binary pixels must be 0 or 1")
         object.__setattr__(self, "pixels", np.ascontiguousarray(pixels))
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.pixels.ndim == 2 else self.pixels.shape[2]
 
 
 def read_image(path: Path) -> np.ndarray:

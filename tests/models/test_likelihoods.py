@@ -19,7 +19,6 @@ from vlae_models.likelihoods import (
     discretized_logistic_log_prob,
     gaussian_distortion_to_mse,
     make_likelihood,
-    mse_to_psnr,
 )
 
 LEVELS = torch.arange(256, dtype=torch.float32) / 255.0  # every 8-bit value on [0, 1]
@@ -103,7 +102,7 @@ def test_bernoulli_is_normalised_and_softplus_is_exact():
     torch.testing.assert_close(p0 + p1, torch.ones(6), atol=1e-6, rtol=0)
 
 
-def test_gaussian_distortion_maps_to_mse_and_psnr():
+def test_gaussian_distortion_maps_to_mse():
     sigma = 0.05
     lik = FixedGaussian(channels=1, sigma=sigma)
     x = torch.rand(4, 1, 5, 5)
@@ -113,7 +112,6 @@ def test_gaussian_distortion_maps_to_mse_and_psnr():
     torch.testing.assert_close(
         gaussian_distortion_to_mse(distortion, 25, sigma), mse, rtol=1e-4, atol=1e-7
     )
-    torch.testing.assert_close(mse_to_psnr(mse), -10 * torch.log10(mse))
     assert not lik.discrete
 
 
@@ -134,3 +132,17 @@ def test_samples_are_valid_data_values():
 def test_unknown_likelihood_is_a_model_error():
     with pytest.raises(ModelError, match="unknown likelihood"):
         make_likelihood("poisson", 1)
+
+
+def test_mode_is_the_most_likely_value():
+    torch.manual_seed(0)
+    lik = make_likelihood("logistic-mixture", 1, n_mix=3)
+    params = torch.randn(5, lik.param_channels, 1, 1)
+    mode = lik.mode(params)
+    values = torch.arange(256.0) / 255.0
+    for i in range(5):
+        scores = lik.log_prob(params[i : i + 1].expand(256, -1, -1, -1), values.view(-1, 1, 1, 1))
+        assert mode[i].item() == pytest.approx(values[scores.argmax()].item())
+    bern = make_likelihood("bernoulli", 1)
+    logits = torch.tensor([-2.0, 0.5]).view(2, 1, 1, 1)
+    assert bern.mode(logits).flatten().tolist() == [0.0, 1.0]

@@ -11,8 +11,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from benchmarks.commands.models import parse_overrides, parse_value, register
+from benchmarks.cli import app as cli_app
 from benchmarks.errors import BenchError
+from vlae_models.config import parse_overrides, parse_value
 from vlae_models.core import ModelError
 from vlae_models.train import TrainConfig
 from vlae_models.vae import BetaVAEConfig
@@ -20,9 +21,7 @@ from vlae_models.vae import BetaVAEConfig
 
 @pytest.fixture()
 def app() -> typer.Typer:
-    app = typer.Typer()
-    register(app)
-    return app
+    return cli_app
 
 
 def test_models_lists_the_registry(app: typer.Typer):
@@ -133,11 +132,12 @@ def test_parse_overrides():
     assert train == {"lr": 1e-3, "bf16": True, "grad_clip": None, "seed": 4}
     assert parse_value("3") == 3 and parse_value("0.5") == 0.5 and parse_value("adam") == "adam"
     for bad, match in [
-        ("depth=3", "unknown field"),
-        ("latent_dim=2.5", "expected an integer"),
-        ("bf16=yes", "expected true or false"),
+        ("depth=3", "unknown config field"),
+        ("latent_dim=2.5", "latent_dim: Input should be a valid integer"),
+        ("bf16=yes", "bf16: Input should be a valid boolean"),
+        ("lr=abc", "lr: Input should be a valid number, got 'abc'"),
         ("novalue", "key=value"),
-        ("model.lr=1", "unknown model config field"),
+        ("model.lr=1", "unknown model field"),
     ]:
-        with pytest.raises(BenchError, match=match):
+        with pytest.raises(ModelError, match=match):
             parse_overrides([bad], BetaVAEConfig, TrainConfig)

@@ -40,6 +40,7 @@ from vlae_models.layers.masked import (
     receptive_field,
 )
 from vlae_models.pixelcnn import PixelCNN
+from vlae_models.train import TrainConfig, objective
 from vlae_models.vlae import VLAE
 
 # Small configs: 8 x 8 images keep every-pixel checks and autoregressive sampling quick.
@@ -162,7 +163,7 @@ def test_rate_includes_the_flow_log_det(mean_only: bool) -> None:
 
 
 def test_free_bits_floor_the_batch_mean_total_kl_in_the_loss_only() -> None:
-    from vlae_models.train import TrainConfig, free_bits_floor, objective
+    from vlae_models.train import free_bits_floor
 
     model = make("vlae")
     assert math.isclose(model.free_bits_nats, 0.01 * 784)
@@ -245,15 +246,14 @@ def test_pixelcnn_is_exact_normalised_and_has_zero_rate() -> None:
         assert torch.equal(out.rate, torch.zeros(len(bits)))
         x = bits[::4097]
         assert torch.equal(model.log_likelihood(x, 7), -model(x).distortion)
-    assert model.loss(out).item() == pytest.approx(out.distortion.mean().item())
+    loss, _ = objective(out, TrainConfig(steps=1), step=0, free_bits=0.0)
+    assert loss.item() == pytest.approx(out.distortion.mean().item())
 
 
 def test_pixelcnn_evaluation_reports_the_exact_nll_without_an_iwae_pass(tmp_path) -> None:
     model = make("pixelcnn", image_size=8).eval()
     pixels = binary_batch(6, 8).to(torch.uint8)
-    (row,) = evaluate(
-        model, pixels, iw_samples=50, mutual_info=False, recon_examples=0, out_dir=tmp_path
-    )
+    (row,) = evaluate(model, pixels, iw_samples=50, mutual_info=False, out_dir=tmp_path)
     # no z, so no "what z keeps" grid (a VLAE writes one: tests/test_comparison.py)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["recon.png", "samples.png"]
     with torch.no_grad():
@@ -306,7 +306,7 @@ def falling_loss(model: LatentModel, pixels: Tensor, steps: int) -> tuple[float,
     for _ in range(steps):
         out = model(x)
         assert torch.isfinite(out.distortion).all() and torch.isfinite(out.rate).all()
-        loss = model.loss(out)
+        loss, _ = objective(out, TrainConfig(steps=1), step=0, free_bits=0.0)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -17,6 +17,9 @@ import pytest
 import scipy.io
 import torch
 
+from baselines.method import plan
+from benchmarks.datasets import NamedImage
+from benchmarks.evaluation import evaluate_items
 from vlae_models import checkpoint
 from vlae_models.evaluate import evaluate
 from vlae_models.train import TrainConfig, train
@@ -102,8 +105,13 @@ def test_trains_on_8bit_mnist(name: str, likelihood: str, mnist_dir: Path, tmp_p
     path = _trains(name, data, tmp_path, likelihood=likelihood, n_mix=3)
     model, _ = checkpoint.load(path)
     rows = evaluate(model, data[:100], mutual_info=False)
+    # the same checkpoint as a method: one row per image, scored by benchmarks.metrics
+    (setting,), _ = plan([f"model:{path}"], None)
+    items = [NamedImage(f"test/{i}", data[i, 0].numpy()) for i in range(8)]
+    scored = evaluate_items([setting], items, {"dataset": "mnist"})
+    assert len(scored) == 8 * (2 if name == "vq-vae" else 1)
+    assert all(r["psnr"] > 5 and r["mse"] > 0 and np.isnan(r["ms_ssim"]) for r in scored)
     for row in rows:
-        assert row["psnr"] > 0 and row["mse"] > 0
         if likelihood == "gaussian":  # a density: no bits/dim claimed
             assert "bits_per_dim" not in row and "elbo_bits_per_dim" not in row
         else:

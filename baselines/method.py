@@ -1,0 +1,220 @@
+"""The method protocol: anything that turns images into a rate and a reconstruction.
+
+Classical codecs (:mod:`baselines.classical`), trained model checkpoints
+(:mod:`baselines.models`) and, later, learned codecs are all methods, and all go through one
+evaluation path (:mod:`benchmarks.evaluation`), so their rows land in one table.
+
+Lifecycle. A :class:`Setting` names one method at one parameter value; it is small and
+picklable. Each worker process builds a method from a setting once (``build``), calls
+``setup(device)`` once (weights loaded, device chosen, tables built), then calls ``code`` on
+batches of uint8 arrays. ``code`` returns one :class:`Coding` per array: the reconstruction,
+the rate in nats under each rate kind the method can honestly state, and its timings. A
+method that writes bytes (a codec) states ``coded``; a model without an entropy coder states
+``kl``, ``fixed`` or ``prior``. Metrics are never computed here: methods see arrays, return
+arrays.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from vlae_models.registry import Registry
+
+RATE_KINDS = ("coded", "kl", "estimate", "fixed", "prior")
+
+
+class MethodError(Exception):
+    """Unknown or unavailable method, or a parameter out of range: printed as one line."""
+
+
+METHODS: Registry[type[Method]] = Registry("method", "baselines", MethodError)
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """The one parameter a method's rate is controlled by."""
+
+    name: str
+    low: float
+    high: float
+    default: float
+    integer: bool = True
+    sweep: tuple[float, ...] = ()  # values a sweep uses when the user gives none
+
+    @property
+    def default_sweep(self) -> tuple[float, ...]:
+        return self.sweep or (self.default,)
+
+    def check(self, method: str, value: float) -> float:
+        if not (math.isfinite(value) and self.low <= value <= self.high):
+            raise MethodError(
+                f"{self.name} {value:g} out of range for '{method}' "
+                f"(allowed {self.low:g}..{self.high:g})"
+            )
+        if self.integer and value != int(value):
+            raise MethodError(f"{self.name} for '{method}' must be an integer, got {value:g}")
+        return int(value) if self.integer else float(value)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One method at one parameter value, as the results table labels it.
+
+    ``method`` is the registry name that builds it; ``label`` is the ``method`` column of
+    the rows (a codec's own name, a model's registry name); ``source`` is a checkpoint path
+    or a zoo name for methods that load weights.
+    """
+
+    method: str
+    label: str
+    param: str
+    value: float
+    source: str | None = None
+
+    def build(self) -> Method:
+        cls = METHODS[self.method]
+        reason = cls.unavailable_reason()
+        if reason:
+            raise MethodError(f"'{self.method}' is unavailable on this machine: {reason}")
+        return cls(self.value, self.source)
+
+
+@dataclass
+class Coding:
+    """What a method made of one array: reconstruction, rates (nats per image), timings."""
+
+    reconstruction: np.ndarray  # uint8, the input's shape
+    rates: dict[str, float]  # rate_kind -> nats for the whole array
+    enc_s: float = math.nan
+    dec_s: float = math.nan
+    n_bytes: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # more columns (kl_nats, ...)
+
+
+class Method(abc.ABC):
+    """One method at one parameter value. Subclasses set the class attributes below."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    param: ClassVar[ParamSpec]
+    rate_kinds: ClassVar[tuple[str, ...]] = ("coded",)
+    lossless: ClassVar[bool] = False
+    max_items: ClassVar[int] = 64  # arrays per ``code`` call (a worker task)
+
+    def __init__(self, value: float | None = None, source: str | None = None) -> None:
+        self.value = self.param.check(self.name, self.param.default if value is None else value)
+        self.source = source
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        """Why this method cannot run on this machine, or None when it can."""
+        return None
+
+    @classmethod
+    def settings(
+        cls, source: str | None, values: str | None, quality: str | None
+    ) -> tuple[list[Setting], list[str]]:
+        """The settings a user's ``NAME[=VALUES]`` asks for, and notes to print.
+
+        ``--quality`` applies to methods whose parameter is a quality; lossless methods run
+        once at their default level; other parameters use their own default sweep unless given.
+        """
+        notes = []
+        if source is not None:
+            raise MethodError(f"'{cls.name}' takes no source ('{cls.name}:{source}')")
+        if values:
+            chosen = parse_values(values)
+        elif cls.lossless:
+            chosen = [cls.param.default]
+        elif quality is not None and cls.param.name == "quality":
+            chosen = parse_values(quality)
+        else:
+            chosen = list(cls.param.default_sweep)
+            if quality is not None:
+                notes.append(
+                    f"{cls.name}: --quality does not set its {cls.param.name}; using "
+                    f"{format_values(chosen)} (give {cls.name}=START:STOP:STEP to change)"
+                )
+        return [
+            Setting(cls.name, cls.name, cls.param.name, cls.param.check(cls.name, v))
+            for v in chosen
+        ], notes
+
+    def setup(self, device: str = "cpu") -> None:  # noqa: B027 - optional hook
+        """Once per worker process, before the first ``code`` call."""
+
+    @abc.abstractmethod
+    def code(self, arrays: Sequence[np.ndarray]) -> list[Coding]:
+        """Code each uint8 array (H x W or H x W x C) and return what came back."""
+
+    def __repr__(self) -> str:
+        return f"{self.name}({self.param.name}={self.value})"
+
+
+def parse_values(spec: str) -> list[float]:
+    """``"5:95:5"`` (inclusive range), ``"10,50,90"`` or ``"50"`` -> sorted distinct numbers."""
+    try:
+        if ":" in spec:
+            start, stop, step = (float(part) for part in spec.split(":"))
+            if step <= 0 or stop < start:
+                raise ValueError
+            count = int(round((stop - start) / step)) + 1
+            values = [start + i * step for i in range(count) if start + i * step <= stop + 1e-9]
+        else:
+            values = [float(part) for part in spec.split(",") if part.strip()]
+    except ValueError:
+        raise MethodError(
+            f"cannot parse values '{spec}': use START:STOP:STEP, a comma list or a number"
+        ) from None
+    if not values:
+        raise MethodError(f"no values in '{spec}'")
+    rounded = [int(v) if float(v).is_integer() else round(v, 6) for v in values]
+    return sorted(set(rounded))  # a value given twice is one setting, not two
+
+
+def format_values(values: Sequence[float]) -> str:
+    return ",".join(f"{v:g}" for v in values)
+
+
+def plan(specs: Sequence[str], quality: str | None) -> tuple[list[Setting], list[str]]:
+    """Resolve ``--codec`` options (``jpeg``, ``jpeg=10:90:10``, ``model:PATH``,
+    ``zoo:NAME``) and the shared ``--quality`` sweep into distinct settings, plus notes.
+
+    A setting asked for twice (``-c jpeg -c jpeg``) is run once, with a note.
+    """
+    settings: list[Setting] = []
+    notes: list[str] = []
+    for spec in specs:
+        head, _, values = spec.partition("=")
+        name, _, source = head.strip().partition(":")
+        cls = METHODS[name]
+        reason = cls.unavailable_reason()
+        if reason:
+            raise MethodError(f"'{name}' is unavailable on this machine: {reason}")
+        found, more = cls.settings(source or None, values or None, quality)
+        notes += more
+        for setting in found:
+            if setting in settings:
+                notes.append(
+                    f"{setting.label} {setting.param}={setting.value:g} asked twice; run once"
+                )
+            else:
+                settings.append(setting)
+    if not settings:
+        raise MethodError("no method given (use --codec NAME, see `vlae-bench codecs --list`)")
+    labels = {}
+    for s in settings:
+        key = (s.label, s.value)
+        if key in labels and labels[key] != s:
+            raise MethodError(
+                f"two settings would share the label {s.label} {s.param}={s.value:g} "
+                f"({labels[key].source} and {s.source}); evaluate them into separate --out folders"
+            )
+        labels[key] = s
+    return settings, notes

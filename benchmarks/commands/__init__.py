@@ -1,1 +1,0 @@
-"""Command groups that live beside their subsystem; ``benchmarks.cli`` registers them."""

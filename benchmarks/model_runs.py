@@ -1,0 +1,134 @@
+"""Training and split-level evaluation of models as runs: what ``vlae-bench train`` and
+``vlae-bench eval`` do, importable by scripts and the sweep engine.
+
+``train_to`` trains a registered model into a run folder (resuming it); ``eval_to`` writes a
+checkpoint's split-level likelihood statistics (negative ELBO, IWAE NLL, KL per level, active
+units, I(x;z), codebook statistics) as rows with ``image == "__all__"``. Per-image rate and
+reconstruction quality come from the evaluation path instead (``-c model:CKPT``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.datasets import load_array, spread
+from benchmarks.errors import BenchError
+from benchmarks.runs import Job, RunStore
+
+
+def load_pixels(
+    dataset: str, split: str, data_dir: Path | None, seed: int = 0, limit: int | None = None
+):
+    """uint8 (N, 1, H, W) torch pixels of an MNIST-style split (``limit``: spread evenly)."""
+    import torch
+
+    array = load_array(dataset, split, data_dir=data_dir, seed=seed)
+    array = np.ascontiguousarray(array[spread(len(array), limit)], dtype=np.uint8)
+    tensor = torch.from_numpy(array)
+    return tensor.unsqueeze(1) if tensor.dim() == 3 else tensor
+
+
+def train_config(model: str, overrides: Sequence[str], **given: Any) -> tuple[dict, Any]:
+    """Model-config overrides and the validated ``TrainConfig`` for ``--set`` pairs plus the
+    named options (``beta``, ``steps``, ``epochs``) given on their own."""
+    from vlae_models.config import make_config, parse_overrides
+    from vlae_models.core import get_entry
+    from vlae_models.train import TrainConfig
+
+    model_over, train_over = parse_overrides(overrides, get_entry(model).config_cls, TrainConfig)
+    for name, value in given.items():
+        if value is None:
+            continue
+        if name in train_over:
+            raise BenchError(f"--{name} and --set {name}=... both given; use one")
+        train_over[name] = value
+    if "steps" not in train_over and "epochs" not in train_over:
+        raise BenchError("give --steps N or --epochs E")
+    return model_over, make_config(TrainConfig, train_over, "training config")
+
+
+def train_to(
+    out: Path,
+    model: str,
+    dataset: str,
+    *,
+    model_config: dict[str, Any],
+    config: Any,
+    split: str = "train",
+    eval_split: str | None = None,
+    data_dir: Path | None = None,
+    fresh: bool = False,
+) -> Path:
+    """Train ``model`` on ``dataset``/``split`` into ``out`` and return the checkpoint path."""
+    from vlae_models.train import _RESUMABLE_CHANGES, CHECKPOINT_NAME, train
+
+    resolved = dataclasses.asdict(config)
+    job = Job("train", {
+        "model": model, "dataset": dataset, "split": split, "eval_split": eval_split,
+        "model_config": model_config,
+        "train_config": {
+            k: v for k, v in resolved.items() if k not in _RESUMABLE_CHANGES | {"device"}
+        },
+    })  # fmt: skip
+    store = RunStore(out, job, overwrite=fresh, progress_file=CHECKPOINT_NAME)
+    pixels = load_pixels(dataset, split, data_dir, config.seed)
+    held_out = load_pixels(dataset, eval_split, data_dir, config.seed) if eval_split else None
+    with store.running() as run:
+        run.update(model=model, dataset=dataset, split=split, model_config=model_config,
+                   train_config=resolved)  # fmt: skip
+        return train(
+            model, pixels, config=config, out_dir=out, eval_data=held_out,
+            model_config=model_config, resume=not fresh,
+        )  # fmt: skip
+
+
+def eval_to(
+    out: Path,
+    checkpoint: str,
+    dataset: str,
+    *,
+    split: str = "test",
+    iw_samples: int = 0,
+    data_dir: Path | None = None,
+    weights: str = "ema",
+    batch_size: int = 256,
+    limit: int | None = None,
+    device: str = "auto",
+    overwrite: bool = False,
+    progress: bool = True,
+) -> RunStore:
+    """Split-level likelihood statistics of a checkpoint (a path or ``zoo:NAME``) into ``out``.
+
+    Evaluating the same checkpoint the same way again replaces its rows.
+    """
+    from vlae_models.checkpoint import load, read_meta
+    from vlae_models.evaluate import evaluate
+    from vlae_models.train import resolve_device
+    from vlae_models.zoo import resolve
+
+    path = resolve(checkpoint)
+    job = Job("eval", {
+        "checkpoint": str(checkpoint), "weights_sha256": read_meta(path).get("data_sha256"),
+        "dataset": dataset, "split": split, "iw_samples": iw_samples, "weights": weights,
+        "limit": limit,
+    })  # fmt: skip
+    store = RunStore(out, job, overwrite=overwrite)
+    model, meta = load(path, device=resolve_device(device), weights=weights)
+    seed = int((meta.get("train_config") or {}).get("seed", 0))
+    pixels = load_pixels(dataset, split, data_dir, seed, limit)
+    with store.running() as run:
+        rows = evaluate(
+            model, pixels, iw_samples=iw_samples, dataset=dataset, split=split,
+            method=meta["model"], beta=(meta.get("train_config") or {}).get("beta"), seed=seed,
+            batch_size=batch_size, out_dir=out, progress=progress,
+        )  # fmt: skip
+        for row in rows:
+            row.update(checkpoint=str(checkpoint), weights=meta["weights"],
+                       run_id=run["run_id"], job_id=run["job_id"])  # fmt: skip
+        store.add(rows, replace=True)
+    return store

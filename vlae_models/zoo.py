@@ -1,0 +1,74 @@
+"""The suite's own reference weights, shipped in the repository so that loading works offline.
+
+CompressAI's zoo downloads weights at run time; ours are small weights-only checkpoints in
+``results/zoo/`` (or ``$VLAE_BENCH_ZOO``): safetensors files in the checkpoint format of
+:mod:`vlae_models.checkpoint` holding only the EMA (Polyak) weights, the model and training
+configs, the command and commit that trained them, and the test numbers they reproduce.
+``index.json`` lists them. ``zoo:NAME`` loads one wherever a checkpoint path is accepted
+(``vlae-bench eval zoo:vlae-binarized-mnist``, ``vlae-bench codecs -c zoo:NAME``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from vlae_models.core import ModelError
+from vlae_models.files import atomic_write
+
+PREFIX = "zoo:"
+INDEX = "index.json"
+MAX_BYTES = 16 * 2**20
+
+
+def zoo_dir() -> Path:
+    env = os.environ.get("VLAE_BENCH_ZOO")
+    return Path(env) if env else Path(__file__).resolve().parents[1] / "results" / "zoo"
+
+
+def index(folder: Path | None = None) -> dict[str, dict[str, Any]]:
+    """``{name: entry}`` of the zoo's ``index.json`` (empty when there is none)."""
+    path = (folder or zoo_dir()) / INDEX
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ModelError(f"zoo index {path} is damaged: {err}") from None
+
+
+def resolve(ref: str | Path) -> Path:
+    """A checkpoint path for ``ref``: ``zoo:NAME`` looks NAME up in the zoo, else a path."""
+    text = str(ref)
+    if not text.startswith(PREFIX):
+        return Path(text)
+    name, folder = text[len(PREFIX) :], zoo_dir()
+    entries = index(folder)
+    if name not in entries:
+        known = ", ".join(sorted(entries)) or f"none (no {folder / INDEX})"
+        raise ModelError(f"unknown zoo model '{name}'; available: {known}")
+    return folder / entries[name]["file"]
+
+
+def export(checkpoint_path: Path, name: str, *, folder: Path | None = None, **info: Any) -> Path:
+    """Write ``NAME.safetensors`` (EMA weights only) and its ``index.json`` entry.
+
+    ``info`` goes into both (for example ``provenance`` and ``reference`` test numbers).
+    """
+    from vlae_models import checkpoint
+
+    folder = folder or zoo_dir()
+    model, meta = checkpoint.load(checkpoint_path, weights="ema")
+    target = folder / f"{name}.safetensors"
+    kept = {k: meta[k] for k in ("train_config", "step", "data_fingerprint") if k in meta}
+    checkpoint.save(target, model, extra={**kept, "weights": meta["weights"], "zoo": info})
+    size = target.stat().st_size
+    if size > MAX_BYTES:
+        target.unlink()
+        raise ModelError(f"{name}: {size / 2**20:.1f} MB is over the zoo's 16 MB limit")
+    entries = index(folder)
+    entries[name] = {"file": target.name, "model": meta["model"], "bytes": size, **info}
+    atomic_write(folder / INDEX, json.dumps(entries, indent=2, sort_keys=True) + "\n")
+    return target
