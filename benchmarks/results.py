@@ -153,15 +153,16 @@ def row_key(frame: pd.DataFrame) -> list[str]:
 def refuse_duplicates(frame: pd.DataFrame) -> None:
     """Refuse a table in which one measurement appears twice (the same runs given twice, or
     overlapping runs): averaging would count those images twice."""
-    key = row_key(frame)
-    counts = frame[key].astype(str).value_counts()
-    if counts.empty or counts.max() < 2:
+    keys = frame[row_key(frame)].astype(str)
+    twice = keys.duplicated(keep=False)
+    if not twice.any():
         return
-    first = dict(zip(key, counts.index[0], strict=True))
-    where = sorted(frame["source"].dropna().unique()) if "source" in frame else []
+    counts = keys[twice].apply(tuple, axis=1).value_counts()
+    first, copies = dict(zip(keys.columns, counts.index[0], strict=True)), int(counts.iloc[0])
+    where = sorted(frame.loc[twice, "source"].dropna().unique()) if "source" in frame else []
     raise BenchError(
         f"{first['method']} {first['param']}={first['value']} on image {first['image']} is "
-        f"stored {counts.max()} times (in {', '.join(where) or 'one table'}); combine runs that "
+        f"stored {copies} times (in {', '.join(where) or 'one table'}); combine runs that "
         "do not overlap"
     )
 

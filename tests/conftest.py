@@ -6,6 +6,7 @@ With VLAE_BENCH_REQUIRE_DATA=1 (set by .ci/run) a missing dataset fails the test
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -70,3 +71,22 @@ def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
         code = stop.code if isinstance(stop.code, int) else 1
     out, err = capsys.readouterr()
     return code, out, err
+
+
+@pytest.fixture()
+def kodak3(kodak_dir, tmp_path):
+    """A data root holding the first three Kodak images."""
+    root = tmp_path / "data"
+    (root / "kodak").mkdir(parents=True)
+    for name in ("kodim01.png", "kodim02.png", "kodim03.png"):
+        shutil.copy(kodak_dir / name, root / "kodak" / name)
+    return root
+
+
+def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
+    """Exit status 2 and exactly one line on stderr, ``error: ...``, holding each fragment."""
+    assert code == 2, err
+    lines = [line for line in err.strip().splitlines() if line]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]

@@ -3,23 +3,11 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pandas as pd
-import pytest
-from conftest import run_cli
+from conftest import assert_one_line_error, run_cli
 from PIL import Image
-
-
-@pytest.fixture()
-def kodak3(kodak_dir, tmp_path):
-    """A data root holding the first three Kodak images."""
-    root = tmp_path / "data"
-    (root / "kodak").mkdir(parents=True)
-    for name in ("kodim01.png", "kodim02.png", "kodim03.png"):
-        shutil.copy(kodak_dir / name, root / "kodak" / name)
-    return root
 
 
 def test_codecs_end_to_end_then_report_combines_runs(monkeypatch, capsys, kodak_dir, tmp_path):
@@ -79,14 +67,6 @@ def test_interrupted_run_keeps_rows_and_resumes(monkeypatch, capsys, kodak3, tmp
     assert len(final) == 6 and final.groupby(["image", "value"]).size().max() == 1
 
 
-def _assert_one_line_error(code: int, err: str, *fragments: str) -> None:
-    assert code == 2
-    lines = [line for line in err.strip().splitlines() if line]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-
-
 def test_truncated_png_is_a_clear_error(monkeypatch, capsys, kodak_dir, tmp_path):
     folder = tmp_path / "imgs"
     folder.mkdir()
@@ -94,14 +74,14 @@ def test_truncated_png_is_a_clear_error(monkeypatch, capsys, kodak_dir, tmp_path
     (folder / "broken.png").write_bytes(data[: len(data) // 2])
     code, _, err = run_cli(monkeypatch, capsys, "codecs", "--dataset", f"folder:{folder}",
                            "-c", "jpeg", "--out", str(tmp_path / "o"))  # fmt: skip
-    _assert_one_line_error(code, err, "broken.png")
+    assert_one_line_error(code, err, "broken.png")
 
 
 def test_empty_folder_is_a_clear_error(monkeypatch, capsys, tmp_path):
     (tmp_path / "empty").mkdir()
     code, _, err = run_cli(monkeypatch, capsys, "codecs", "--dataset", f"folder:{tmp_path}/empty",
                            "-c", "jpeg", "--out", str(tmp_path / "o"))  # fmt: skip
-    _assert_one_line_error(code, err, "empty")
+    assert_one_line_error(code, err, "empty")
 
 
 def test_wrong_checksum_is_a_clear_error(monkeypatch, capsys, kodak3, tmp_path):
@@ -111,24 +91,24 @@ def test_wrong_checksum_is_a_clear_error(monkeypatch, capsys, kodak3, tmp_path):
     Image.fromarray(pixels).save(target)
     args = ["codecs", "--dataset", "kodak", "--data-dir", str(kodak3), "--limit", "3"]
     code, _, err = run_cli(monkeypatch, capsys, *args, "-c", "jpeg", "--out", str(tmp_path / "o"))
-    _assert_one_line_error(code, err, "kodim02.png", "checksum")
+    assert_one_line_error(code, err, "kodim02.png", "checksum")
 
 
 def test_unknown_codec_is_a_clear_error(monkeypatch, capsys, tmp_path):
     code, _, err = run_cli(monkeypatch, capsys, "codecs", "-c", "jpegg", "--out", str(tmp_path))
-    _assert_one_line_error(code, err, "unknown method 'jpegg'", "jpeg")
+    assert_one_line_error(code, err, "unknown method 'jpegg'", "jpeg")
 
 
 def test_quality_out_of_range_is_a_clear_error(monkeypatch, capsys, tmp_path):
     code, _, err = run_cli(monkeypatch, capsys, "codecs", "-c", "webp", "--quality", "50:150:50",
                            "--out", str(tmp_path))  # fmt: skip
-    _assert_one_line_error(code, err, "quality 150 out of range for 'webp'")
+    assert_one_line_error(code, err, "quality 150 out of range for 'webp'")
     assert not (tmp_path / "results.parquet").exists()
 
 
 def test_report_on_missing_results_is_a_clear_error(monkeypatch, capsys, tmp_path):
     code, _, err = run_cli(monkeypatch, capsys, "report", str(tmp_path / "nothing"))
-    _assert_one_line_error(code, err, "no results")
+    assert_one_line_error(code, err, "no results")
 
 
 def test_data_list_shows_verified_kodak(monkeypatch, capsys, kodak_dir):
