@@ -111,9 +111,7 @@ def bits_rows(per_image: pd.DataFrame, split_level: pd.DataFrame) -> pd.DataFram
         if not np.isfinite(float(row.get("bits_per_dim", np.nan))):
             continue
         estimator = row.get("estimator") or "elbo"
-        k = row.get("iw_samples")
-        what = {"iwae": f"IWAE NLL, k={k:g}" if k == k else "IWAE NLL", "elbo": "−ELBO",
-                "exact": "exact NLL"}.get(estimator, estimator)  # fmt: skip
+        what = estimator_label(estimator, row.get("iw_samples"))
         if row["rate_kind"] in ("fixed", "prior"):
             what = f"{row['rate_kind']} code + distortion"
         parts.append(
@@ -125,6 +123,12 @@ def bits_rows(per_image: pd.DataFrame, split_level: pd.DataFrame) -> pd.DataFram
         )
         # fmt: skip
     return pd.DataFrame(parts)
+
+
+def estimator_label(estimator: str, k: float | None) -> str:
+    if estimator == "iwae":
+        return f"IWAE NLL, k={k:g}" if k is not None and k == k else "IWAE NLL"
+    return {"elbo": "−ELBO", "exact": "exact NLL"}.get(estimator, estimator)
 
 
 def render_report(

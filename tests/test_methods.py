@@ -1,0 +1,149 @@
+"""Every method through one path: codecs and model checkpoints in one command, on the same
+items, into one table; the offline zoo; dataset item options."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import assert_one_line_error, run_cli
+
+from baselines.codec import make_codec
+from baselines.method import plan
+from benchmarks.datasets import DatasetError, NamedImage, load_items
+from benchmarks.datasets.items import DatasetView, mosaic
+from benchmarks.evaluation import evaluate_items
+from vlae_models import checkpoint, zoo
+from vlae_models.core import build
+from vlae_models.train import TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def binary_test(binarized_mnist_dir: Path) -> list[NamedImage]:
+    return load_items("binarized-mnist", split="test", data_dir=binarized_mnist_dir.parent,
+                      limit=24)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoints(binarized_mnist_dir: Path, tmp_path_factory) -> dict[str, Path]:
+    from benchmarks.model_runs import load_pixels
+
+    pixels = load_pixels("binarized-mnist", "train", binarized_mnist_dir.parent, limit=256)
+    small = {"beta-vae": dict(latent_dim=4, width=16),
+             "vq-vae": dict(num_codes=8, width=16, embedding_dim=4),
+             "vlae": dict(z_dim=4, encoder_width=8, cond_width=8, flow_hidden=16,
+                          pixelcnn_layers=2, pixelcnn_filters=8)}  # fmt: skip
+    out = {}
+    for name, config in small.items():
+        torch.manual_seed(0)
+        folder = tmp_path_factory.mktemp(name)
+        cfg = TrainConfig(steps=6, batch_size=32, progress=False, beta=0.5)
+        out[name] = train(name, pixels, config=cfg, out_dir=folder, model_config=config)
+    return out
+
+
+def test_codecs_and_a_checkpoint_in_one_command(monkeypatch, capsys, binarized_mnist_dir,
+                                                tiny_checkpoints, tmp_path):  # fmt: skip
+    out = tmp_path / "run"
+    args = ["codecs", "--dataset", "binarized-mnist", "--split", "test", "--limit", "24",
+            "--data-dir", str(binarized_mnist_dir.parent), "-c", "gzip", "-c", "png",
+            "-c", f"model:{tiny_checkpoints['beta-vae']}", "-c", f"model:{tiny_checkpoints['vq-vae']}",
+            "--workers", "2", "--out", str(out)]  # fmt: skip
+    code, _, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 0, err
+    table = pd.read_parquet(out / "results.parquet")
+    assert table.groupby("method")["image"].nunique().to_dict() == {
+        "gzip": 24, "png": 24, "beta-vae": 24, "vq-vae": 24}  # fmt: skip
+    coded = table[table["rate_kind"] == "coded"]
+    assert (coded["bit_error_rate"] == 0).all() and coded["psnr"].isna().all()
+    vae = table[table["method"] == "beta-vae"]
+    assert set(vae["rate_kind"]) == {"kl"} and (vae["value"] == 0.5).all()  # its training β
+    assert np.allclose(vae["bits_per_dim"], vae["rate_nats"] / (np.log(2) * 784))
+    assert np.allclose(vae["kl_nats"], vae["rate_nats"]) and (vae["bit_error_rate"] > 0).all()
+    vq = table[table["method"] == "vq-vae"]
+    assert set(vq["rate_kind"]) == {"fixed", "prior"}
+    assert np.allclose(vq.loc[vq["rate_kind"] == "fixed", "rate_nats"], 49 * np.log(8))
+    report = (out / "report.md").read_text()
+    assert "KL bound" in report and "real coded bytes" in report and "bits per dimension" in report
+
+
+def test_the_kl_rate_is_the_analytic_kl_of_each_image(tiny_checkpoints, binary_test):
+    (setting,), _ = plan([f"model:{tiny_checkpoints['beta-vae']}"], None)
+    rows = evaluate_items([setting], binary_test, {})
+    model, _ = checkpoint.load(tiny_checkpoints["beta-vae"])
+    x = torch.from_numpy(np.stack([i.pixels for i in binary_test])).unsqueeze(1).float()
+    with torch.no_grad():
+        mean, std = model.encode(x)
+    kl = (0.5 * (mean**2 + std**2 - 1) - std.log()).sum(1)  # Kingma & Welling 2014, App. B
+    assert np.allclose([r["rate_nats"] for r in rows], kl.numpy(), rtol=1e-5)
+    recon = model.likelihood.mean(model.decode(mean)) > 0.5  # decoder mean at the mean z
+    expected = (recon.squeeze(1).numpy() != x.squeeze(1).numpy().astype(bool)).mean((1, 2))
+    assert np.allclose([r["bit_error_rate"] for r in rows], expected)
+
+
+def test_the_vlae_reconstruction_is_its_greedy_decoding(tiny_checkpoints, binary_test):
+    model, _ = checkpoint.load(tiny_checkpoints["vlae"])
+    x = torch.from_numpy(np.stack([i.pixels for i in binary_test[:4]])).unsqueeze(1).float()
+    first, second = model.point_reconstruction(x), model.point_reconstruction(x)
+    assert torch.equal(first, second)  # deterministic
+    z, _ = model.encode(x)
+    logits = model.decoder.params(first, model.condition(z))  # teacher-forced on its own output
+    assert torch.equal(first, (logits > 0).float())  # each pixel the likelier value
+
+
+def test_the_zoo_loads_by_name_with_the_same_numbers(monkeypatch, capsys, tiny_checkpoints,
+                                                     binarized_mnist_dir, tmp_path):  # fmt: skip
+    monkeypatch.setenv("VLAE_BENCH_ZOO", str(tmp_path / "zoo"))
+    target = zoo.export(tiny_checkpoints["beta-vae"], "tiny-bvae",
+                        provenance={"command": "test"}, reference={"nll_nats": 1.0})  # fmt: skip
+    index = json.loads((tmp_path / "zoo" / "index.json").read_text())
+    assert index["tiny-bvae"]["file"] == target.name and index["tiny-bvae"]["model"] == "beta-vae"
+    tensors, meta = checkpoint.read(target)
+    assert all(k.startswith("model/") for k in tensors) and meta["optimizer"] is None
+    common = ["--dataset", "binarized-mnist", "--data-dir", str(binarized_mnist_dir.parent),
+              "--limit", "16", "--no-progress"]  # fmt: skip
+    rows = {}
+    for ref in (str(tiny_checkpoints["beta-vae"]), "zoo:tiny-bvae"):
+        out = tmp_path / ref.replace(":", "_").replace("/", "_")
+        code, _, err = run_cli(monkeypatch, capsys, "eval", ref, *common, "--out", str(out))
+        assert code == 0, err
+        rows[ref] = pd.read_parquet(out / "results.parquet").iloc[0]
+    ours, shipped = rows.values()
+    assert ours["neg_elbo_nats"] == pytest.approx(shipped["neg_elbo_nats"], rel=1e-6)
+    code, _, err = run_cli(monkeypatch, capsys, "eval", "zoo:nope", *common, "--out", str(tmp_path))
+    assert_one_line_error(code, err, "unknown zoo model 'nope'", "tiny-bvae")
+
+
+def test_gray_images_stay_gray_through_every_image_codec():
+    gray = (np.add.outer(np.arange(40), np.arange(48)) * 3 % 256).astype(np.uint8)
+    for name in ("jpeg", "webp", "avif", "jxl", "jpeg2000", "png"):
+        (coding,) = make_codec(name).code([gray])
+        assert coding.reconstruction.shape == gray.shape, name
+        assert coding.reconstruction.dtype == np.uint8
+
+
+def test_dataset_options_patches_crop_and_mosaic(kodak_dir):
+    assert DatasetView.parse("kodak:patches=64") == DatasetView("kodak", patches=64)
+    assert DatasetView.parse("folder:/a:b:crop=32,mosaic") == DatasetView(
+        "folder:/a:b", crop=32, mosaic=True)  # fmt: skip
+    assert DatasetView.parse("folder:/data/x").name == "folder:/data/x"
+    patches = load_items("kodak:patches=128", data_dir=kodak_dir.parent, limit=1)
+    assert len(patches) == (512 // 128) * (768 // 128) and patches[1].name == "kodim01@0,128"
+    whole = load_items("kodak", data_dir=kodak_dir.parent, limit=1)[0].pixels
+    assert np.array_equal(patches[1].pixels, whole[:128, 128:256])
+    crop = load_items("kodak:crop=100", data_dir=kodak_dir.parent, limit=1)[0].pixels
+    assert np.array_equal(crop, whole[206:306, 334:434])
+    digits = [NamedImage(f"d{i}", np.full((2, 3), i, np.uint8)) for i in range(6)]
+    tiled = mosaic(digits).pixels  # 6 items -> 2 columns, 3 rows
+    assert tiled.shape == (6, 6) and np.array_equal(tiled[2:4, 3:6], digits[3].pixels)
+    with pytest.raises(DatasetError, match="patches or crop"):
+        DatasetView.parse("kodak:patches=8,crop=8")
+
+
+def test_unknown_model_key_in_a_built_config_names_it():
+    with pytest.raises(Exception, match="latent_dim"):
+        build("beta-vae", latent_dim="four")
