@@ -25,6 +25,8 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Datasets: where they are found and whether they verify.")
 app.add_typer(data_app, name="data")
+zoo_app = typer.Typer(help="The offline zoo of reference weights (results/zoo).")
+app.add_typer(zoo_app, name="zoo")
 
 DataDir = typer.Option(None, "--data-dir", help="Dataset root (else $VLAE_BENCH_DATA, cache).")
 DEMO_CODECS = ["jpeg", "webp", "avif", "jxl", "jpeg2000", "png"]
@@ -43,6 +45,41 @@ def data_list(
     from benchmarks import datasets
 
     typer.echo(datasets.dataset_status(data_dir, verify=verify).to_markdown(index=False))
+
+
+@zoo_app.command("list")
+def zoo_list() -> None:
+    """Each reference checkpoint: its model, size, and the test numbers it reproduces."""
+    from vlae_models.zoo import index, zoo_dir
+
+    entries = index()
+    if not entries:
+        typer.echo(f"no zoo at {zoo_dir()}")
+    for name, entry in entries.items():
+        numbers = ", ".join(f"{k}={_fmt(v)}" for k, v in entry.get("reference", {}).items())
+        typer.echo(f"{name:28} {entry['model']:9} {entry['bytes'] / 2**20:5.1f} MB  {numbers}")
+
+
+@zoo_app.command("export")
+def zoo_export(
+    run: Path = typer.Argument(..., help="A training run folder (checkpoint and run.json)."),
+    name: str = typer.Argument(..., help="Zoo name, e.g. vlae-binarized-mnist."),
+) -> None:
+    """Export a run's EMA weights, configs and provenance as a weights-only zoo checkpoint."""
+    from benchmarks.model_runs import export_to_zoo
+
+    typer.echo(f"-> {export_to_zoo(run, name)}")
+
+
+@zoo_app.command("reference")
+def zoo_reference(
+    name: str = typer.Argument(..., help="Zoo name."),
+    evaluation: list[Path] = typer.Argument(..., help="`vlae-bench eval` folders of NAME."),
+) -> None:
+    """Record the test numbers that evaluations of a zoo checkpoint measured, in its index."""
+    from benchmarks.model_runs import record_reference
+
+    typer.echo(record_reference(name, evaluation))
 
 
 def method_listing() -> str:

@@ -18,7 +18,7 @@ import numpy as np
 
 from benchmarks.datasets import load_array, spread
 from benchmarks.errors import BenchError
-from benchmarks.runs import Job, RunStore
+from benchmarks.runs import Job, RunStore, read_run
 
 
 def load_pixels(
@@ -132,3 +132,41 @@ def eval_to(
                        run_id=run["run_id"], job_id=run["job_id"])  # fmt: skip
         store.add(rows, replace=True)
     return store
+
+
+def export_to_zoo(run: Path, name: str) -> Path:
+    """Export the checkpoint of a training run folder to the zoo, with its provenance (the
+    command, commit, start and wall time its ``run.json`` recorded)."""
+    from vlae_models import zoo
+    from vlae_models.train import CHECKPOINT_NAME
+
+    info = read_run(run)
+    if info is None or info.get("kind") != "train" or info.get("status") != "complete":
+        raise BenchError(f"{run} holds no finished training run (run.json kind/status)")
+    keep = ("command", "git_commit", "started", "wall_s", "earlier_wall_s", "dataset", "split")
+    provenance = {k: info[k] for k in keep if k in info}
+    return zoo.export(Path(run) / CHECKPOINT_NAME, name, provenance=provenance)
+
+
+REFERENCE_COLUMNS = ("neg_elbo_nats", "nll_nats", "kl_nats", "rate_nats", "distortion_nats",
+                     "bits_per_dim", "iw_samples", "n_examples")  # fmt: skip
+
+
+def record_reference(name: str, evaluations: Sequence[Path]) -> dict[str, Any]:
+    """Store the split-level numbers of ``vlae-bench eval`` runs of ``zoo:NAME`` in the zoo
+    index (keyed ``SPLIT/ESTIMATOR[/RATE_KIND]``) and return them."""
+    from benchmarks.results import ALL_IMAGES, read_results
+    from vlae_models import zoo
+
+    frame = read_results(evaluations)
+    rows = frame[(frame["image"] == ALL_IMAGES) & (frame["checkpoint"] == f"zoo:{name}")]
+    if rows.empty:
+        raise BenchError(f"no evaluation of zoo:{name} in {', '.join(map(str, evaluations))}")
+    numbers = {}
+    for row in rows.to_dict("records"):
+        key = f"{row['split']}/{row['estimator']}"
+        if row["rate_kind"] != "kl":
+            key += f"/{row['rate_kind']}"
+        numbers[key] = {c: row[c] for c in REFERENCE_COLUMNS if c in row and row[c] == row[c]}
+    zoo.set_reference(name, numbers)
+    return numbers

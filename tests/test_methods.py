@@ -51,7 +51,8 @@ def test_codecs_and_a_checkpoint_in_one_command(monkeypatch, capsys, binarized_m
     out = tmp_path / "run"
     args = ["codecs", "--dataset", "binarized-mnist", "--split", "test", "--limit", "24",
             "--data-dir", str(binarized_mnist_dir.parent), "-c", "gzip", "-c", "png",
-            "-c", f"model:{tiny_checkpoints['beta-vae']}", "-c", f"model:{tiny_checkpoints['vq-vae']}",
+            "-c", f"model:{tiny_checkpoints['beta-vae']}",
+            "-c", f"model:{tiny_checkpoints['vq-vae']}",
             "--workers", "2", "--out", str(out)]  # fmt: skip
     code, _, err = run_cli(monkeypatch, capsys, *args)
     assert code == 0, err
@@ -98,10 +99,12 @@ def test_the_vlae_reconstruction_is_its_greedy_decoding(tiny_checkpoints, binary
 def test_the_zoo_loads_by_name_with_the_same_numbers(monkeypatch, capsys, tiny_checkpoints,
                                                      binarized_mnist_dir, tmp_path):  # fmt: skip
     monkeypatch.setenv("VLAE_BENCH_ZOO", str(tmp_path / "zoo"))
-    target = zoo.export(tiny_checkpoints["beta-vae"], "tiny-bvae",
-                        provenance={"command": "test"}, reference={"nll_nats": 1.0})  # fmt: skip
+    target = zoo.export(tiny_checkpoints["beta-vae"], "tiny-bvae", provenance={"command": "test"})
+    zoo.set_reference("tiny-bvae", {"neg_elbo_nats": 1.0})
     index = json.loads((tmp_path / "zoo" / "index.json").read_text())
-    assert index["tiny-bvae"]["file"] == target.name and index["tiny-bvae"]["model"] == "beta-vae"
+    entry = index["tiny-bvae"]
+    assert entry["file"] == target.name and entry["model"] == "beta-vae"
+    assert entry["reference"] == {"neg_elbo_nats": 1.0} and entry["provenance"]["command"] == "test"
     tensors, meta = checkpoint.read(target)
     assert all(k.startswith("model/") for k in tensors) and meta["optimizer"] is None
     common = ["--dataset", "binarized-mnist", "--data-dir", str(binarized_mnist_dir.parent),

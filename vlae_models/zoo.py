@@ -52,23 +52,37 @@ def resolve(ref: str | Path) -> Path:
     return folder / entries[name]["file"]
 
 
-def export(checkpoint_path: Path, name: str, *, folder: Path | None = None, **info: Any) -> Path:
-    """Write ``NAME.safetensors`` (EMA weights only) and its ``index.json`` entry.
-
-    ``info`` goes into both (for example ``provenance`` and ``reference`` test numbers).
-    """
+def export(
+    checkpoint_path: Path, name: str, *, provenance: dict[str, Any], folder: Path | None = None
+) -> Path:
+    """Write ``NAME.safetensors`` (the EMA weights only, with ``provenance`` in its metadata)
+    and its ``index.json`` entry; return the file."""
     from vlae_models import checkpoint
 
     folder = folder or zoo_dir()
     model, meta = checkpoint.load(checkpoint_path, weights="ema")
     target = folder / f"{name}.safetensors"
     kept = {k: meta[k] for k in ("train_config", "step", "data_fingerprint") if k in meta}
-    checkpoint.save(target, model, extra={**kept, "weights": meta["weights"], "zoo": info})
+    extra = {**kept, "weights": meta["weights"], "provenance": provenance}
+    checkpoint.save(target, model, extra=extra)
     size = target.stat().st_size
     if size > MAX_BYTES:
         target.unlink()
         raise ModelError(f"{name}: {size / 2**20:.1f} MB is over the zoo's 16 MB limit")
-    entries = index(folder)
-    entries[name] = {"file": target.name, "model": meta["model"], "bytes": size, **info}
-    atomic_write(folder / INDEX, json.dumps(entries, indent=2, sort_keys=True) + "\n")
+    entry = {"file": target.name, "model": meta["model"], "bytes": size, "provenance": provenance}
+    _write_index({**index(folder), name: entry}, folder)
     return target
+
+
+def set_reference(name: str, numbers: dict[str, Any], folder: Path | None = None) -> None:
+    """Record the test numbers a zoo checkpoint reproduces (in the index, not the file)."""
+    folder = folder or zoo_dir()
+    entries = index(folder)
+    if name not in entries:
+        raise ModelError(f"unknown zoo model '{name}'")
+    entries[name]["reference"] = numbers
+    _write_index(entries, folder)
+
+
+def _write_index(entries: dict[str, Any], folder: Path) -> None:
+    atomic_write(folder / INDEX, json.dumps(entries, indent=2, sort_keys=True) + "\n")
