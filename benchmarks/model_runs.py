@@ -154,7 +154,7 @@ REFERENCE_COLUMNS = ("neg_elbo_nats", "nll_nats", "kl_nats", "rate_nats", "disto
 
 def record_reference(name: str, evaluations: Sequence[Path]) -> dict[str, Any]:
     """Store the split-level numbers of ``vlae-bench eval`` runs of ``zoo:NAME`` in the zoo
-    index (keyed ``SPLIT/ESTIMATOR[/RATE_KIND]``) and return them."""
+    index, keyed ``SPLIT/IMAGES/ESTIMATOR[/RATE_KIND]``, and return them."""
     from benchmarks.results import ALL_IMAGES, read_results
     from vlae_models import zoo
 
@@ -164,7 +164,7 @@ def record_reference(name: str, evaluations: Sequence[Path]) -> dict[str, Any]:
         raise BenchError(f"no evaluation of zoo:{name} in {', '.join(map(str, evaluations))}")
     numbers = {}
     for row in rows.to_dict("records"):
-        key = f"{row['split']}/{row['estimator']}"
+        key = f"{row['split']}/{int(row['n_examples'])}/{row['estimator']}"
         if row["rate_kind"] != "kl":
             key += f"/{row['rate_kind']}"
         numbers[key] = {c: row[c] for c in REFERENCE_COLUMNS if c in row and row[c] == row[c]}

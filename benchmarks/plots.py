@@ -17,6 +17,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from benchmarks.report import RATE_KIND_LABELS  # noqa: E402
+from vlae_models.files import atomic_write  # noqa: E402
 
 METRIC_LABELS = {
     "psnr": "PSNR [dB]",
@@ -107,7 +108,8 @@ def thin_markers(ax: plt.Axes, size: float = MARKER_PT) -> None:
 def save_figure(fig: plt.Figure, stem: Path) -> list[Path]:
     paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
     for path in paths:
-        fig.savefig(path, bbox_inches="tight")
+        fmt = path.suffix[1:]
+        atomic_write(path, lambda p, fmt=fmt: fig.savefig(p, format=fmt, bbox_inches="tight"))
     plt.close(fig)
     return paths
 
@@ -140,6 +142,7 @@ def bits_figure(table: pd.DataFrame, title: str) -> plt.Figure:
     sns.barplot(data=data, y="label", x="bits_per_dim", hue="kind", dodge=False, ax=ax)
     for bar_container in ax.containers:
         ax.bar_label(bar_container, fmt="%.3f", padding=3, fontsize=8)
+    ax.set_xlim(0, float(data["bits_per_dim"].max()) * 1.15)  # room for the value labels
     ax.set_xlabel("bits per dimension (lower is better)")
     ax.set_ylabel("")
     ax.set_title(title)

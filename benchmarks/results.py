@@ -203,4 +203,4 @@ def image_set_label(images: Iterable[str]) -> str:
     if names == [ALL_IMAGES]:
         return "split"
     digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:6]
-    return f"{len(names)} image{'s' if len(names) != 1 else ''} ({digest})"
+    return f"{len(names)} image{'s' if len(names) != 1 else ''}, set {digest}"

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
+import pytest
 from conftest import assert_one_line_error, run_cli
 from PIL import Image
 
@@ -134,3 +137,18 @@ def test_codec_listing_names_every_codec(monkeypatch, capsys):
         "lzma",
     ):
         assert any(line.startswith(name + " ") for line in out.splitlines()), name
+
+
+@pytest.mark.parametrize("args", [["--help"], ["codecs", "--list"], ["codecs", "--help"]])
+def test_help_and_listing_load_no_heavy_library(args):
+    """Start-up speed as a property, not a timing: these answers must not import torch,
+    pandas, seaborn or matplotlib (which took 7.5 s of every command before)."""
+    code = (
+        "import sys; sys.argv = ['vlae-bench', *sys.argv[1:]]\n"
+        "from benchmarks.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "heavy = {'torch', 'pandas', 'seaborn', 'matplotlib'} & set(sys.modules)\n"
+        "print('HEAVY', sorted(heavy), file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+    assert "HEAVY []" in done.stderr, done.stderr[-500:]

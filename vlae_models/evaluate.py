@@ -50,6 +50,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from vlae_models.core import IW_ROWS, LatentModel, ModelError, as_nchw
+from vlae_models.files import atomic_write
 
 LN2 = math.log(2.0)
 AU_THRESHOLD = 0.01
@@ -283,8 +284,6 @@ def save_grids(
     """Save ``recon_<tag>.png`` (rows of originals above their reconstructions) and
     ``samples_<tag>.png`` (64 prior samples, the likelihood's mean). The originals are spread
     evenly over ``pixels``, since a split may be sorted (binarized MNIST's test set is)."""
-    from torchvision.utils import save_image
-
     out_dir.mkdir(parents=True, exist_ok=True)
     device = next(model.parameters()).device
     suffix = f"_{tag}" if tag else ""
@@ -298,14 +297,20 @@ def save_grids(
     for i in range(0, n, per_row):
         rows += [shown[i : i + per_row], recon[i : i + per_row]]
     recon_path = out_dir / f"recon{suffix}.png"
-    save_image(torch.cat(rows), recon_path, nrow=per_row, pad_value=0.5)
+    _save_grid(torch.cat(rows), recon_path, nrow=per_row)
     sample_path = out_dir / f"samples{suffix}.png"
-    save_image(model.sample(64).float().cpu(), sample_path, nrow=8, pad_value=0.5)
+    _save_grid(model.sample(64).float().cpu(), sample_path, nrow=8)
     written = [recon_path, sample_path]
     if getattr(model, "autoregressive", False) and model.has_latents:
         written.append(out_dir / f"draws{suffix}.png")
-        save_image(decoder_draws(model, x[::per_row]), written[-1], nrow=8, pad_value=0.5)
+        _save_grid(decoder_draws(model, x[::per_row]), written[-1], nrow=8)
     return written
+
+
+def _save_grid(images: Tensor, path: Path, nrow: int) -> None:
+    from torchvision.utils import save_image
+
+    atomic_write(path, lambda p: save_image(images, p, nrow=nrow, pad_value=0.5, format="png"))
 
 
 @torch.no_grad()

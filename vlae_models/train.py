@@ -46,6 +46,7 @@ from tqdm.auto import tqdm
 from vlae_models import checkpoint
 from vlae_models.config import config_dataclass
 from vlae_models.core import LatentModel, ModelError, ModelOutput, as_nchw, build
+from vlae_models.files import atomic_write
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
 LOG_NAME = "train_log.jsonl"
@@ -380,7 +381,7 @@ class TrainLog:
         elif self.path.exists():
             lines = self.path.read_text().splitlines()
             keep = [line for line in lines if json.loads(line)["step"] <= step]
-            self.path.write_text("".join(line + "\n" for line in keep))
+            atomic_write(self.path, "".join(line + "\n" for line in keep))
 
     def write(self, record: dict[str, Any]) -> None:
         with self.path.open("a") as f:
