@@ -56,7 +56,10 @@ def zoo_list() -> None:
     if not entries:
         typer.echo(f"no zoo at {zoo_dir()}")
     for name, entry in entries.items():
-        numbers = ", ".join(f"{k}={_fmt(v)}" for k, v in entry.get("reference", {}).items())
+        numbers = "; ".join(
+            f"{key}: NLL {values['nll_nats']:.2f} nats" for key, values in
+            entry.get("reference", {}).items() if "nll_nats" in values
+        )  # fmt: skip
         typer.echo(f"{name:28} {entry['model']:9} {entry['bytes'] / 2**20:5.1f} MB  {numbers}")
 
 

@@ -150,3 +150,28 @@ def test_dataset_options_patches_crop_and_mosaic(kodak_dir):
 def test_unknown_model_key_in_a_built_config_names_it():
     with pytest.raises(Exception, match="latent_dim"):
         build("beta-vae", latent_dim="four")
+
+
+def test_every_zoo_file_is_listed_small_and_intact():
+    entries = zoo.index()
+    assert entries, f"no zoo index in {zoo.zoo_dir()}"
+    for name, entry in entries.items():
+        path = zoo.resolve(f"zoo:{name}")
+        assert path.stat().st_size == entry["bytes"] <= zoo.MAX_BYTES, name
+        tensors, meta = checkpoint.read(path)  # verifies the tensors' SHA-256
+        assert meta["model"] == entry["model"] and meta["optimizer"] is None, name
+        assert all(key.startswith("model/") for key in tensors), name
+        assert entry["provenance"]["command"].startswith("vlae-bench train"), name
+
+
+def test_a_zoo_model_reproduces_its_committed_number(binarized_mnist_dir, tmp_path):
+    from benchmarks.model_runs import eval_to
+
+    name = "beta-vae-binarized-mnist"
+    reference = zoo.index()[name]["reference"]["test/500/elbo"]
+    store = eval_to(tmp_path, f"zoo:{name}", "binarized-mnist", limit=500,
+                    data_dir=binarized_mnist_dir.parent, progress=False)  # fmt: skip
+    (row,) = store.frame().to_dict("records")
+    assert row["n_examples"] == reference["n_examples"] == 500
+    for key in ("neg_elbo_nats", "kl_nats", "distortion_nats"):
+        assert row[key] == pytest.approx(reference[key], rel=1e-4), key
