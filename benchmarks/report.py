@@ -25,7 +25,7 @@ LOSSY_COLUMNS = {
     "method": "method", "param": "param", "value": "value", "rate_kind": "rate kind",
     "bpp": "bpp", "psnr": "PSNR [dB]", "ms_ssim_db": "MS-SSIM [dB]", "ssim": "SSIM",
     "bit_error_rate": "bit error rate", "enc_ms": "enc [ms]", "dec_ms": "dec [ms]",
-    "n_images": "images",
+    "n_images": "images", "n_exact": "exact images",
 }  # fmt: skip
 LOSSLESS_COLUMNS = {
     "method": "method", "param": "param", "value": "value", "bpp": "bpp",
@@ -57,7 +57,8 @@ def model_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _display(agg: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
     table = agg.assign(enc_ms=agg["enc_s"] * 1e3, dec_ms=agg["dec_s"] * 1e3)
-    keep = {k: v for k, v in columns.items() if k in ("method", "value") or table[k].notna().any()}
+    shown = table.notna().any() & ~((table == 0).all() & (table.columns == "n_exact"))
+    keep = {k: v for k, v in columns.items() if k in ("method", "value") or shown[k]}
     return table[list(keep)].rename(columns=keep)
 
 

@@ -116,3 +116,14 @@ def test_parse_values_and_sweeps():
         by_name.setdefault(s.method, []).append(s.value)
     assert by_name["jpeg"] == list(range(5, 100, 5)) and by_name["png"] == [6]
     assert any("jpeg2000" in n for n in notes) and any("asked twice" in n for n in notes)
+
+
+def test_an_exact_image_among_lossy_ones_does_not_make_the_mean_infinite():
+    rows = [{"dataset": "d", "method": "m", "param": "q", "value": 1, "rate_kind": "coded",
+             "image": f"i{i}", "bpp": 1.0, "psnr": p, "height": 28, "width": 28, "channels": 1}
+            for i, p in enumerate([30.0, 40.0, math.inf])]  # fmt: skip
+    rows += [{**r, "value": 2, "psnr": math.inf} for r in rows]
+    agg = aggregate(make_frame(rows)).set_index("value")
+    ceiling = 10 * math.log10(255**2 * 28 * 28)  # one level of error in one pixel
+    assert agg.loc[1, "psnr"] == pytest.approx((30 + 40 + ceiling) / 3)
+    assert agg.loc[1, "n_exact"] == 1 and math.isinf(agg.loc[2, "psnr"])  # all exact: lossless
