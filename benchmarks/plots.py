@@ -48,9 +48,12 @@ def rd_figure(agg: pd.DataFrame, metric: str, title: str) -> plt.Figure | None:
     data = data.assign(curve=curve_labels(data)).sort_values(["curve", "bpp"])
     sns.set_theme(style="whitegrid", context="notebook")
     fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=150)
+    # real codes solid, bounds and estimates dashed: a KL bound is not a file size
+    kind_of = dict(zip(data["curve"], data["rate_kind"], strict=False))
+    dashes = {curve: "" if kind == "coded" else (4, 2) for curve, kind in kind_of.items()}
     sns.lineplot(
         data=data, x="bpp", y=metric, hue="curve", style="curve",
-        markers=True, dashes=False, sort=True, estimator=None, ax=ax,
+        markers=True, dashes=dashes, sort=True, estimator=None, ax=ax,
     )  # fmt: skip
     kinds = ", ".join(RATE_KIND_LABELS[k] for k in sorted(data["rate_kind"].unique()))
     ax.set_xlabel(f"Rate [bits per pixel] ({kinds})")
