@@ -67,11 +67,12 @@ def zoo_list() -> None:
 def zoo_export(
     run: Path = typer.Argument(..., help="A training run folder (checkpoint and run.json)."),
     name: str = typer.Argument(..., help="Zoo name, e.g. vlae-binarized-mnist."),
+    fp16: bool = typer.Option(False, help="Store the weights in half precision (half size)."),
 ) -> None:
     """Export a run's EMA weights, configs and provenance as a weights-only zoo checkpoint."""
     from benchmarks.model_runs import export_to_zoo
 
-    typer.echo(f"-> {export_to_zoo(run, name)}")
+    typer.echo(f"-> {export_to_zoo(run, name, fp16=fp16)}")
 
 
 @zoo_app.command("reference")

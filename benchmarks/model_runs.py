@@ -134,7 +134,7 @@ def eval_to(
     return store
 
 
-def export_to_zoo(run: Path, name: str) -> Path:
+def export_to_zoo(run: Path, name: str, fp16: bool = False) -> Path:
     """Export the checkpoint of a training run folder to the zoo, with its provenance (the
     command, commit, start and wall time its ``run.json`` recorded)."""
     from vlae_models import zoo
@@ -145,7 +145,7 @@ def export_to_zoo(run: Path, name: str) -> Path:
         raise BenchError(f"{run} holds no finished training run (run.json kind/status)")
     keep = ("command", "git_commit", "started", "wall_s", "earlier_wall_s", "dataset", "split")
     provenance = {k: info[k] for k in keep if k in info}
-    return zoo.export(Path(run) / CHECKPOINT_NAME, name, provenance=provenance)
+    return zoo.export(Path(run) / CHECKPOINT_NAME, name, provenance=provenance, fp16=fp16)
 
 
 REFERENCE_COLUMNS = ("neg_elbo_nats", "nll_nats", "kl_nats", "rate_nats", "distortion_nats",

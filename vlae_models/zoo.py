@@ -53,23 +53,40 @@ def resolve(ref: str | Path) -> Path:
 
 
 def export(
-    checkpoint_path: Path, name: str, *, provenance: dict[str, Any], folder: Path | None = None
+    checkpoint_path: Path,
+    name: str,
+    *,
+    provenance: dict[str, Any],
+    fp16: bool = False,
+    folder: Path | None = None,
 ) -> Path:
     """Write ``NAME.safetensors`` (the EMA weights only, with ``provenance`` in its metadata)
-    and its ``index.json`` entry; return the file."""
+    and its ``index.json`` entry; return the file.
+
+    ``fp16`` stores the floating-point weights in half precision (loading casts them back to
+    float32): half the bytes, for models over the 16 MB limit. Its effect on the numbers is
+    measured, not assumed (``results/zoo/README.md``, ``tests/test_methods.py``).
+    """
+    import torch
+
     from vlae_models import checkpoint
 
     folder = folder or zoo_dir()
     model, meta = checkpoint.load(checkpoint_path, weights="ema")
+    if fp16:
+        model = model.to(torch.float16)
     target = folder / f"{name}.safetensors"
     kept = {k: meta[k] for k in ("train_config", "step", "data_fingerprint") if k in meta}
-    extra = {**kept, "weights": meta["weights"], "provenance": provenance}
+    storage = "float16" if fp16 else "float32"
+    extra = {**kept, "weights": meta["weights"], "provenance": provenance, "storage": storage}
     checkpoint.save(target, model, extra=extra)
     size = target.stat().st_size
     if size > MAX_BYTES:
         target.unlink()
-        raise ModelError(f"{name}: {size / 2**20:.1f} MB is over the zoo's 16 MB limit")
-    entry = {"file": target.name, "model": meta["model"], "bytes": size, "provenance": provenance}
+        hint = "" if fp16 else " (export with fp16 storage to halve it)"
+        raise ModelError(f"{name}: {size / 2**20:.1f} MB is over the zoo's 16 MB limit{hint}")
+    entry = {"file": target.name, "model": meta["model"], "bytes": size, "storage": storage,
+             "provenance": provenance}  # fmt: skip
     _write_index({**index(folder), name: entry}, folder)
     return target
 
