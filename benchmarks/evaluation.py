@@ -248,9 +248,11 @@ def evaluate_to(
     for note in notes + store.notes:
         echo(f"note: {note}")
     with store.running() as run:
-        common = {"dataset": view.name, "items": view.options, "split": split,
-                  "run_id": run["run_id"],
-                  "job_id": run["job_id"], "versions": json.dumps(run["versions"])}  # fmt: skip
+        common = {
+            "dataset": view.name, "items": view.options, "split": split,
+            "run_id": run["run_id"], "job_id": run["job_id"],
+            "versions": json.dumps(run["versions"]),
+        }  # fmt: skip
         try:
             for rows in evaluate(items, settings, common=common, workers=workers,
                                  done=store.done(), device=device, progress=progress):  # fmt: skip

@@ -158,7 +158,8 @@ class RunStore:
             if isinstance(pid, int) and pid != os.getpid() and _alive(pid):
                 raise BenchError(f"{self.out} is in use by another vlae-bench process (pid {pid})")
         if previous.get("job_id") != self.job.job_id:
-            what = previous.get("command") or previous.get("kind") or "another job"
+            changed = config_changes(previous.get("config") or {}, dict(self.job.config))
+            what = f"changed: {changed}" if changed else previous.get("command") or "another job"
             raise BenchError(
                 f"{self.out} holds the results of a different command ({what}); use another "
                 "--out, or --overwrite to replace them"
@@ -255,6 +256,29 @@ class RunStore:
                 wall_s=round(time.perf_counter() - start, 2),
             )
             write_json(self.out / RUN_JSON, info)
+
+
+def config_changes(old: Mapping[str, Any], new: Mapping[str, Any], most: int = 3) -> str:
+    """The first few keys whose values differ, ``key: old -> new``, nested keys dotted."""
+
+    def flat(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in config.items():
+            if isinstance(value, Mapping):
+                out.update(flat(value, f"{prefix}{key}."))
+            else:
+                out[f"{prefix}{key}"] = value
+        return out
+
+    a, b = flat(old), flat(json.loads(json.dumps(new, default=str)))
+    keys = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    shown = [f"{k}: {_short(a.get(k))} -> {_short(b.get(k))}" for k in keys[:most]]
+    return "; ".join(shown) + (f"; {len(keys) - most} more" if len(keys) > most else "")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _make_folder(out: Path) -> None:

@@ -45,7 +45,7 @@ def test_another_commands_folder_is_refused(monkeypatch, capsys, kodak3, tmp_pat
     assert code == 0, err
     before = (out / "results.parquet").read_bytes()
     code, _, err = run_cli(monkeypatch, capsys, *codecs_args(kodak3, out, "--limit", "3"))
-    assert_one_line_error(code, err, "different command", "--overwrite")
+    assert_one_line_error(code, err, "different command", "limit: 2 -> 3", "--overwrite")
     assert (out / "results.parquet").read_bytes() == before  # nothing lost
     code, _, err = run_cli(monkeypatch, capsys, *codecs_args(kodak3, out, "--limit", "3",
                                                              "--overwrite"))  # fmt: skip
