@@ -44,16 +44,16 @@ class ModelMethod(Method):
             raise MethodError(f"give a checkpoint: {cls.name}:PATH")
         if values:
             raise MethodError(f"{cls.name}:{source} takes no values (its β is its training β)")
-        ref = source if cls.name == "model" else f"zoo:{source}"
-        path = resolve(ref)
-        meta = read_meta(path)
+        ref = source if cls.name == "model" else f"zoo:{source}"  # recorded as the user wrote it
+        meta = read_meta(resolve(ref))
         beta = float((meta.get("train_config") or {}).get("beta", 1.0))
-        return [Setting(cls.name, meta["model"], "beta", beta, str(path))], []
+        return [Setting(cls.name, meta["model"], "beta", beta, ref)], []
 
     def setup(self, device: str = "cpu") -> None:
         from vlae_models.checkpoint import load
+        from vlae_models.zoo import resolve
 
-        self.model, self.meta = load(self.source, device=device, weights="ema")
+        self.model, self.meta = load(resolve(self.source), device=device, weights="ema")
         self.device = device
 
     def code(self, arrays: Sequence[np.ndarray]) -> list[Coding]:

@@ -277,6 +277,7 @@ def weights_digest(setting: Setting) -> str | None:
     if setting.source is None:
         return None
     from vlae_models.checkpoint import read_meta
+    from vlae_models.zoo import resolve
 
-    meta = read_meta(setting.source)
+    meta = read_meta(resolve(setting.source))
     return meta.get("data_sha256") or json.dumps(meta, sort_keys=True, default=str)[:64]
