@@ -90,6 +90,13 @@ def is_lossless(agg: pd.DataFrame) -> pd.Series:
 
 
 def markdown_table(table: pd.DataFrame) -> str:
+    table = table.copy()
+    for column in table.columns:  # counts stored as floats print as 10000, not 1e+04
+        if table[column].dtype == object or table.empty:
+            continue
+        values = pd.to_numeric(table[column], errors="coerce")
+        if values.notna().all() and (values == values.round()).all() and values.abs().max() < 2**53:
+            table[column] = values.astype("Int64")
     blanks = table.astype(object).where(table.notna(), None)  # tabulate blanks None, not NaN
     return blanks.to_markdown(index=False, floatfmt=".4g", missingval="")
 
@@ -108,22 +115,23 @@ def bits_rows(per_image: pd.DataFrame, split_level: pd.DataFrame) -> pd.DataFram
         kind = RATE_KIND_LABELS.get(row["rate_kind"], row["rate_kind"])
         label = f"{row['method']} ({where})"
         parts.append({"label": label, "bits_per_dim": row["bits_per_dim"], "kind": kind})
+    full = split_level["n_examples"].max() if "n_examples" in split_level else None
     for row in split_level.to_dict("records"):
         if not np.isfinite(float(row.get("bits_per_dim", np.nan))):
             continue
         estimator = row.get("estimator") or "elbo"
-        what = estimator_label(estimator, row.get("iw_samples"))
+        subset = "" if row.get("n_examples") == full else f", {row['n_examples']:g} images"
         if row["rate_kind"] in ("fixed", "prior"):
-            what = f"{row['rate_kind']} code + distortion"
-        parts.append(
-            {
-                "label": f"{row['method']} ({what})",
-                "bits_per_dim": row["bits_per_dim"],
-                "kind": "likelihood bound" if estimator != "exact" else "exact likelihood",
-            }
-        )
-        # fmt: skip
-    return pd.DataFrame(parts)
+            bars = [(f"{row['rate_kind']} code + distortion", row["bits_per_dim"])]
+        else:
+            bars = [(estimator_label(estimator, row.get("iw_samples")), row["bits_per_dim"])]
+            if estimator == "iwae" and np.isfinite(float(row.get("elbo_bits_per_dim", np.nan))):
+                bars.append(("−ELBO", row["elbo_bits_per_dim"]))  # the same images' bound
+        kind = "exact likelihood" if estimator == "exact" else "likelihood bound"
+        for what, bits in bars:
+            label = f"{row['method']} ({what}{subset})"
+            parts.append({"label": label, "bits_per_dim": bits, "kind": kind})
+    return pd.DataFrame(parts).drop_duplicates("label")
 
 
 def estimator_label(estimator: str, k: float | None) -> str:
@@ -176,32 +184,29 @@ def render_report(
         if len(bits) > 1:
             stem = out_dir / f"bits_per_dim_{slug(dataset)}"
             extra_figures += save_figure(bits_figure(bits, f"{dataset}: bits per dimension"), stem)
-            md += ["", f"## {dataset}: bits per dimension", "", f"![bits/dim]({stem.name}.png)"]
-            section(
-                f"{dataset}: bits per dimension",
-                bits.rename(
-                    columns={
-                        "label": "method",
-                        "bits_per_dim": "bits/dim",
-                        "kind": "what the rate is",
-                    }
-                ),
+            table = bits.sort_values("bits_per_dim").rename(
+                columns={"label": "method", "bits_per_dim": "bits/dim", "kind": "what it is"}
             )
+            md += ["", f"## {dataset}: bits per dimension (lower is better)", "",
+                   f"![bits/dim]({stem.name}.png)", "", markdown_table(table)]  # fmt: skip
+            tex += [f"% {dataset}: bits per dimension", latex_table(table)]
         for image_set, rows in rows_all.groupby("image_set", sort=True):
-            md += ["", f"## {dataset}, {image_set}", ""]
+            options = sorted(set(rows["items"].dropna()) - {""}) if "items" in rows else []
+            view = f"{dataset}:{options[0]}" if options else dataset
+            md += ["", f"## {view}, {image_set}", ""]
             for metric in ("psnr", "ms_ssim_db"):
                 for path in figures.get((dataset, image_set, metric), []):
                     if path.suffix == ".png":
                         md.append(f"![{metric} vs bpp]({path.name})")
             lossless, lossy = rows[is_lossless(rows)], rows[~is_lossless(rows)]
             if not lossy.empty:
-                section(f"{dataset}, {image_set}: lossy", _display(lossy, LOSSY_COLUMNS))
+                section(f"{view}, {image_set}: lossy", _display(lossy, LOSSY_COLUMNS))
             if not lossless.empty:
-                section(f"{dataset}, {image_set}: lossless", _display(lossless, LOSSLESS_COLUMNS))
+                section(f"{view}, {image_set}: lossless", _display(lossless, LOSSLESS_COLUMNS))
             coded = lossy[lossy["rate_kind"] == "coded"]
             chosen = anchor or ("jpeg" if "jpeg" in set(coded["method"]) else None)
             if chosen and chosen in set(coded["method"]) and coded["method"].nunique() > 1:
-                section(f"{dataset}, {image_set}: Bjøntegaard deltas against {chosen} "
+                section(f"{view}, {image_set}: Bjøntegaard deltas against {chosen} "
                         "(PCHIP, negative = fewer bits; coded rates only)",
                         bd_table(coded, chosen))  # fmt: skip
             elif anchor:
