@@ -5,9 +5,10 @@ pass (at a fixed seed): the KL bound per image for continuous latents (``kl``; t
 a one-sample estimate with the flow's log-determinant), and for VQ-VAE indices both the
 fixed-length code and the code length under its learned prior (``fixed``, ``prior``). Its
 reconstruction is the model's ``point_reconstruction``: the decoder mean at the posterior mean
-(nearest code for VQ-VAE), and for the VLAE the greedy decoding through its PixelCNN (each
-pixel the most likely value given z and the pixels before it). Reconstructions are rounded to
-the data's values (0/1 for binary data, 0..255 for 8-bit) before they are scored.
+(nearest code for VQ-VAE), and for the VLAE a draw from p(x | z) at the posterior mean z
+through its PixelCNN, with a fixed seed (greedy decoding, each pixel its most likely value,
+turned every 8-bit MNIST digit black: see ``VLAE.point_reconstruction``). Reconstructions are
+rounded to the data's values (0/1 for binary data, 0..255 for 8-bit) before they are scored.
 
 torch is imported in ``setup``, not here: listing methods stays fast.
 """

@@ -83,8 +83,8 @@ class LatentModel(nn.Module):
 
     def point_reconstruction(self, x: Tensor) -> Tensor:
         """The deterministic reconstruction a checkpoint is scored with as a method: the
-        decoder mean at the posterior mean (nearest code for VQ). Autoregressive decoders
-        override it with their greedy decoding."""
+        decoder mean at the posterior mean (nearest code for VQ). The VLAE overrides it with
+        a seeded draw through its autoregressive decoder."""
         return self.reconstruct(x)
 
     def sample(self, n: int, mode: str = "mean") -> Tensor:  # pragma: no cover - abstract
