@@ -147,7 +147,7 @@ def read_results(paths: Iterable[Path]) -> pd.DataFrame:
 
 def row_key(frame: pd.DataFrame) -> list[str]:
     """Columns that identify a row: one measurement per (method, value, image, ...)."""
-    extra = [c for c in ("estimator", "iw_samples", "checkpoint") if c in frame]
+    extra = [c for c in ("estimator", "iw_samples", "n_examples", "checkpoint") if c in frame]
     return GROUP_COLUMNS + [c for c in SPLIT_BY if c in frame] + ["image"] + extra
 
 
