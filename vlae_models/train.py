@@ -375,17 +375,24 @@ class TrainLog:
         self.window = _Window()
 
     def start(self, step: int) -> None:
-        """A fresh run clears the log; a resumed one drops lines written after its checkpoint."""
+        """A fresh run clears the log; a resumed one drops lines written after its checkpoint,
+        and a line a killed run left half-written."""
         if step == 0:
             self.path.unlink(missing_ok=True)
         elif self.path.exists():
-            lines = self.path.read_text().splitlines()
-            keep = [line for line in lines if json.loads(line)["step"] <= step]
+            keep = [line for line in self.path.read_text().splitlines() if _step(line) <= step]
             atomic_write(self.path, "".join(line + "\n" for line in keep))
 
     def write(self, record: dict[str, Any]) -> None:
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
+
+
+def _step(line: str) -> float:
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return math.inf  # torn by a kill: dropped
 
 
 def _diverged(step: int, state: TrainState, reason: str, config: TrainConfig, ckpt: Path):

@@ -86,6 +86,8 @@ def test_interrupted_run_resumes_from_last_checkpoint(tmp_path: Path):
     with pytest.raises(KeyboardInterrupt):
         train(Boom(BetaVAEConfig(**SMALL["beta-vae"])), data, config=cfg, out_dir=tmp_path / "b")
     assert checkpoint.read(tmp_path / "b" / "checkpoint.safetensors")[1]["step"] == 4
+    with (tmp_path / "b" / "train_log.jsonl").open("a") as log:
+        log.write('{"step": 5, "lo')  # a line a kill -9 left half-written
     resumed = train(
         "beta-vae", data, config=cfg, out_dir=tmp_path / "b", model_config=SMALL["beta-vae"]
     )
@@ -94,6 +96,8 @@ def test_interrupted_run_resumes_from_last_checkpoint(tmp_path: Path):
     )
     a, b = checkpoint.read(straight)[0], checkpoint.read(resumed)[0]
     assert all(torch.equal(a[k], b[k]) for k in a)
+    lines = (tmp_path / "b" / "train_log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [1, 2, 3, 4, 5, 6]
 
 
 class NaNAt(BetaVAE):
