@@ -78,11 +78,7 @@ class Setting:
     source: str | None = None
 
     def build(self) -> Method:
-        cls = METHODS[self.method]
-        reason = cls.unavailable_reason()
-        if reason:
-            raise MethodError(f"'{self.method}' is unavailable on this machine: {reason}")
-        return cls(self.value, self.source)
+        return available_method(self.method)(self.value, self.source)
 
 
 @dataclass
@@ -157,6 +153,15 @@ class Method(abc.ABC):
         return f"{self.name}({self.param.name}={self.value})"
 
 
+def available_method(name: str) -> type[Method]:
+    """The registered method ``name``; unknown or unavailable here raises MethodError."""
+    cls = METHODS[name]
+    reason = cls.unavailable_reason()
+    if reason:
+        raise MethodError(f"'{name}' is unavailable on this machine: {reason}")
+    return cls
+
+
 def parse_values(spec: str) -> list[float]:
     """``"5:95:5"`` (inclusive range), ``"10,50,90"`` or ``"50"`` -> sorted distinct numbers."""
     try:
@@ -193,10 +198,7 @@ def plan(specs: Sequence[str], quality: str | None) -> tuple[list[Setting], list
     for spec in specs:
         head, _, values = spec.partition("=")
         name, _, source = head.strip().partition(":")
-        cls = METHODS[name]
-        reason = cls.unavailable_reason()
-        if reason:
-            raise MethodError(f"'{name}' is unavailable on this machine: {reason}")
+        cls = available_method(name)
         found, more = cls.settings(source or None, values or None, quality)
         notes += more
         for setting in found:

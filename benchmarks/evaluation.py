@@ -149,6 +149,8 @@ def tasks(
 ) -> list[Task]:
     """Work still to do, as (settings of one method, a chunk of items, pairs to skip) tasks;
     ``done`` holds the (label, value, image) triples already stored."""
+    if not items:
+        return []
     groups: dict[tuple[str, str | None], list[Setting]] = {}
     for setting in settings:
         groups.setdefault((setting.method, setting.source), []).append(setting)
