@@ -39,6 +39,7 @@ class ModelMethod(Method):
         cls, source: str | None, values: str | None, quality: str | None
     ) -> tuple[list[Setting], list[str]]:
         from vlae_models.checkpoint import read_meta
+        from vlae_models.core import get_entry
         from vlae_models.zoo import resolve
 
         if not source:
@@ -47,6 +48,11 @@ class ModelMethod(Method):
             raise MethodError(f"{cls.name}:{source} takes no values (its β is its training β)")
         ref = source if cls.name == "model" else f"zoo:{source}"  # recorded as the user wrote it
         meta = read_meta(resolve(ref))
+        if not get_entry(meta["model"]).model_cls.has_latents:
+            raise MethodError(
+                f"{ref} is a '{meta['model']}', a model with no latent code: nothing to "
+                "reconstruct from (its exact NLL is in `vlae-bench eval`)"
+            )
         beta = float((meta.get("train_config") or {}).get("beta", 1.0))
         return [Setting(cls.name, meta["model"], "beta", beta, ref)], []
 

@@ -132,6 +132,15 @@ def test_the_zoo_loads_by_name_with_the_same_numbers(monkeypatch, capsys, tiny_c
     assert_one_line_error(code, err, "unknown zoo model 'nope'", "tiny-bvae")
 
 
+def test_a_model_without_a_latent_code_is_refused_before_anything_runs(monkeypatch, capsys,
+                                                                       tmp_path):  # fmt: skip
+    args = ["codecs", "--dataset", "binarized-mnist", "-c", "zoo:pixelcnn-binarized-mnist",
+            "--out", str(tmp_path / "o")]  # fmt: skip
+    code, _, err = run_cli(monkeypatch, capsys, *args)
+    assert_one_line_error(code, err, "no latent code", "vlae-bench eval")
+    assert not (tmp_path / "o").exists()
+
+
 def test_gray_images_stay_gray_through_every_image_codec():
     gray = (np.add.outer(np.arange(40), np.arange(48)) * 3 % 256).astype(np.uint8)
     for name in ("jpeg", "webp", "avif", "jxl", "jpeg2000", "png"):
