@@ -274,12 +274,13 @@ def items_digest(items: Sequence[NamedImage]) -> str:
 
 
 def weights_digest(setting: Setting) -> str | None:
-    """A digest of a checkpoint's header (its config, step and tensor SHA-256), so a
-    retrained checkpoint at the same path is a different job; None for codecs."""
+    """The SHA-256 of a setting's weights file, so a retrained checkpoint at the same path
+    is a different job; None for methods without one."""
     if setting.source is None:
         return None
-    from vlae_models.checkpoint import read_meta
     from vlae_models.zoo import resolve
 
-    meta = read_meta(resolve(setting.source))
-    return meta.get("data_sha256") or json.dumps(meta, sort_keys=True, default=str)[:64]
+    path = resolve(setting.source)
+    if not path.is_file():
+        raise BenchError(f"{setting.label}: no such file {path}")
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
