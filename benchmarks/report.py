@@ -150,8 +150,9 @@ def render_report(
 ) -> list[Path]:
     """Write ``report.md`` (and ``report.tex``) plus figures into ``out_dir``; return the files."""
     from benchmarks.plots import bits_figure, rd_plots, save_figure, slug
+    from benchmarks.runs import make_folder
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(out_dir)  # a path under a regular file is a one-line error
     split_level = frame[frame["image"] == ALL_IMAGES]
     agg = aggregate(frame[frame["image"] != ALL_IMAGES])
     figures = rd_plots(agg, out_dir)

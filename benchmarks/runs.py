@@ -140,7 +140,7 @@ class RunStore:
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
-        _make_folder(self.out)
+        make_folder(self.out)
         previous = read_run(self.out)
         self.earlier_wall_s = 0.0
         if previous is not None and not self.overwrite:
@@ -281,7 +281,7 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _make_folder(out: Path) -> None:
+def make_folder(out: Path) -> None:
     for parent in [out, *out.parents]:
         if parent.exists() and not parent.is_dir():
             raise BenchError(f"cannot use {out} as an output folder: {parent} is a file")

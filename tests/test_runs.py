@@ -37,6 +37,12 @@ def test_out_under_a_regular_file_is_one_line(monkeypatch, capsys, kodak3, tmp_p
     code, _, err = run_cli(monkeypatch, capsys, *codecs_args(kodak3, blocker / "run"))
     assert_one_line_error(code, err, "is a file")
     assert blocker.read_text() == "not a folder"
+    assert (
+        run_cli(monkeypatch, capsys, *codecs_args(kodak3, tmp_path / "ok", "--limit", "1"))[0] == 0
+    )
+    code, _, err = run_cli(monkeypatch, capsys, "report", str(tmp_path / "ok"),
+                           "--out", str(blocker / "report"))  # fmt: skip
+    assert_one_line_error(code, err, "is a file")
 
 
 def test_another_commands_folder_is_refused(monkeypatch, capsys, kodak3, tmp_path):
