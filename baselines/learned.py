@@ -32,6 +32,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from baselines import container
 from baselines.method import METHODS, Coding, Method, MethodError, ParamSpec, Setting
 
 LN2 = math.log(2.0)
@@ -67,6 +68,15 @@ class CompressAICodec(Method):
             return super().settings(None, values, quality)
         if values:
             raise MethodError(f"{cls.name}:{source} takes no values (the checkpoint is one)")
+        if is_suite_checkpoint(source):  # trained by `vlae-bench train ARCH`: its λ labels it
+            from vlae_models.checkpoint import read_meta
+            from vlae_models.zoo import resolve
+
+            meta = read_meta(resolve(source))
+            if meta.get("model") != cls.name:
+                raise MethodError(f"{source} holds a '{meta.get('model')}', not a {cls.name}")
+            lmbda = float(meta["model_config"]["lmbda"])
+            return [Setting(cls.name, cls.name, "lambda", lmbda, source)], []
         state_dict(cls.name, source)  # a wrong file fails here, before any work starts
         return [Setting(cls.name, cls.name, "checkpoint", 0, source)], []
 
@@ -79,6 +89,7 @@ class CompressAICodec(Method):
         self.device = torch.device(device)
         self.net = (self._load(self.source) if self.source else self._pretrained()).to(device)
         self.net.eval()
+        self.identity = container.identity(self.name, self.net, self.device)
         self.net.update(force=True)  # entropy-coder tables from the learned CDFs
 
     def _pretrained(self) -> Any:
@@ -97,6 +108,11 @@ class CompressAICodec(Method):
     def _load(self, path: str) -> Any:
         from compressai.zoo.image import model_architectures
 
+        if is_suite_checkpoint(path):
+            from vlae_models.compressai_nets import network
+            from vlae_models.zoo import resolve
+
+            return network(resolve(path))[0]
         state = state_dict(self.name, path)
         try:
             return model_architectures[self.name].from_state_dict(state)
@@ -104,38 +120,76 @@ class CompressAICodec(Method):
             message = " ".join(str(err).split())[:160]
             raise MethodError(f"{self.name}: {path} does not fit: {message}") from None
 
-    def code(self, arrays: Sequence[np.ndarray]) -> list[Coding]:
+    def encode(self, image: np.ndarray) -> bytes:
+        """A uint8 RGB image -> the whole stream (header and strings, see ``container``)."""
         import torch
 
-        return [self._code_one(torch, image) for image in arrays]
+        padded, _ = self._padded(image)
+        with torch.no_grad():
+            coded = self.net.compress(padded)
+        strings = [batch[0] for batch in coded["strings"]]
+        header = {
+            **self.identity, "image": list(image.shape[:2]),
+            "latent": [int(n) for n in coded["shape"]],
+        }  # fmt: skip
+        return container.pack(header, strings)
 
-    def _code_one(self, torch: Any, image: np.ndarray) -> Coding:
+    def decode(self, data: bytes) -> np.ndarray:
+        """The stream -> the uint8 RGB image it encodes, cropped back and rounded."""
+        import torch
+
+        stream = container.unpack(data, self.identity)
+        h, w = container.positive_ints(stream.header.get("image"), 2)
+        latent = container.positive_ints(stream.header.get("latent"), 2)
+        stride = 16 if self.name == "bmshj2018-factorized" else 64  # y's grid, or z's
+        if latent != [-(-h // PAD) * PAD // stride, -(-w // PAD) * PAD // stride]:
+            raise container.StreamError("stream header's latent shape does not fit its image")
+        with torch.no_grad():
+            x_hat = self.net.decompress([[s] for s in stream.strings], latent)["x_hat"]
+        pads = _pads(h, w)
+        x_hat = x_hat[..., pads[2] : pads[2] + h, pads[0] : pads[0] + w]
+        pixels = (x_hat.clamp(0, 1) * 255).round().to(torch.uint8)[0].permute(1, 2, 0)
+        return np.ascontiguousarray(pixels.cpu().numpy())
+
+    def _padded(self, image: np.ndarray) -> tuple[Any, tuple[int, int, int, int]]:
+        import torch
         import torch.nn.functional as F
 
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise MethodError(f"{self.name} codes RGB images (H x W x 3), got {image.shape}")
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise MethodError(f"{self.name} codes uint8 RGB images (H x W x 3), got {image.shape}")
         h, w = image.shape[:2]
-        x = torch.from_numpy(image).permute(2, 0, 1)[None].float().div(255).to(self.device)
-        pad_h, pad_w = (-h) % PAD, (-w) % PAD
-        pads = (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2)
-        padded = F.pad(x, pads, mode="constant", value=0)
+        x = torch.tensor(image).permute(2, 0, 1)[None].float().div(255).to(self.device)
+        pads = _pads(h, w)
+        return F.pad(x, pads, mode="constant", value=0), pads
+
+    def code(self, arrays: Sequence[np.ndarray]) -> list[Coding]:
+        return [self._code_one(image) for image in arrays]
+
+    def _code_one(self, image: np.ndarray) -> Coding:
+        import torch
+
+        padded, _ = self._padded(image)
         with torch.no_grad():
             likelihoods = self.net(padded)["likelihoods"].values()
             estimate_bits = float(sum(-torch.log2(p).sum() for p in likelihoods))
-            start = _now(torch, self.device)
-            coded = self.net.compress(padded)
-            enc_s = _now(torch, self.device) - start
-            start = _now(torch, self.device)
-            x_hat = self.net.decompress(coded["strings"], coded["shape"])["x_hat"]
-            dec_s = _now(torch, self.device) - start
-        x_hat = x_hat[..., pads[2] : pads[2] + h, pads[0] : pads[0] + w]
-        pixels = (x_hat.clamp(0, 1) * 255).round().to(torch.uint8)[0].permute(1, 2, 0)
-        n_bytes = sum(len(s) for strings in coded["strings"] for s in strings)
+        start = _now(torch, self.device)
+        data = self.encode(image)
+        enc_s = _now(torch, self.device) - start
+        start = _now(torch, self.device)
+        decoded = self.decode(data)  # what is scored is what the stream decodes to
+        dec_s = _now(torch, self.device) - start
+        payload = container.unpack(data, self.identity).payload_bytes
         return Coding(
-            np.ascontiguousarray(pixels.cpu().numpy()),
-            {"coded": n_bytes * 8 * LN2, "estimate": estimate_bits * LN2},
-            enc_s, dec_s, n_bytes=n_bytes, extra={"checkpoint": self.source},
+            decoded, {"coded": payload * 8 * LN2, "estimate": estimate_bits * LN2},
+            enc_s, dec_s, n_bytes=payload,
+            extra={"checkpoint": self.source, "container_bytes": len(data)},
         )  # fmt: skip
+
+
+def _pads(h: int, w: int) -> tuple[int, int, int, int]:
+    """eval_model's padding to a multiple of 64, centred: (left, right, top, bottom)."""
+    pad_h, pad_w = (-h) % PAD, (-w) % PAD
+    return (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2)
 
 
 def state_dict(name: str, path: str) -> dict[str, Any]:
@@ -156,6 +210,11 @@ def state_dict(name: str, path: str) -> dict[str, Any]:
             "top level; expected keys such as g_a.0.weight)"
         )
     return state
+
+
+def is_suite_checkpoint(source: str) -> bool:
+    """A checkpoint of the suite's training loop (or its zoo), not CompressAI's layout."""
+    return source.startswith("zoo:") or source.endswith(".safetensors")
 
 
 def _now(torch: Any, device: Any) -> float:

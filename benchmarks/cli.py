@@ -149,6 +149,31 @@ def codecs(
 
 
 @app.command()
+def fuzz(
+    codec: str = typer.Option(..., "--codec", "-c", help="One method setting: jpeg=50, ARCH:CKPT."),
+    dataset: str = typer.Option("kodak:crop=128", help="Images whose streams are mutated."),
+    data_dir: Path | None = DataDir,
+    limit: int = typer.Option(2, min=1, help="Images to encode."),
+    streams: int = typer.Option(600, min=1, help="Mutated streams to decode."),
+    seed: int = typer.Option(0, help="Seed of the mutations."),
+    device: str = typer.Option("cpu", help="Device for learned methods."),
+) -> None:
+    """Decode truncated, bit-flipped and spliced streams: each must be refused or decoded."""
+    from benchmarks.robustness import fuzz_spec
+
+    found = fuzz_spec(
+        codec, dataset, data_dir=data_dir, limit=limit, n=streams, seed=seed, device=device
+    )
+    for (kind, crc, outcome), count in sorted(found.counts.items()):
+        typer.echo(f"{kind:12} {crc:10} {outcome:9} {count:5d}")
+    typer.echo(f"{found.total} streams, slowest decode {found.slowest_s:.3f} s")
+    for failure in found.failures[:10]:
+        echo_err(f"failure: {failure}")
+    if found.failures:
+        raise typer.Exit(1)
+
+
+@app.command()
 def report(
     runs: list[Path] = typer.Argument(..., help="Run folders (or results files) to combine."),
     out: Path | None = typer.Option(None, help="Where to write (default: the first run)."),
@@ -249,6 +274,19 @@ def train_command(
         eval_split=eval_split, data_dir=data_dir, fresh=fresh,
     )  # fmt: skip
     typer.echo(f"checkpoint: {ckpt}")
+
+
+@app.command("export-compressai")
+def export_compressai_command(
+    checkpoint: str = typer.Argument(..., help="A CompressAI net trained by train, or zoo:NAME."),
+    out: Path = typer.Argument(..., help="Output file, e.g. net.pth.tar."),
+) -> None:
+    """Write a trained CompressAI net in CompressAI's layout ({"state_dict": ...}), for
+    `python -m compressai.utils.eval_model checkpoint DIR -a ARCH -p OUT`."""
+    from vlae_models.compressai_nets import export_compressai
+    from vlae_models.zoo import resolve
+
+    typer.echo(f"wrote {export_compressai(resolve(checkpoint), out)}")
 
 
 @app.command("eval")

@@ -24,9 +24,24 @@ from benchmarks.runs import Job, RunStore, read_run
 def load_pixels(
     dataset: str, split: str, data_dir: Path | None, seed: int = 0, limit: int | None = None
 ):
-    """uint8 (N, 1, H, W) torch pixels of an MNIST-style split (``limit``: spread evenly)."""
+    """uint8 (N, C, H, W) torch pixels: the rows of an MNIST-style split, or the items of an
+    image dataset, which must share one shape (``kodak:patches=256``, ``embedded:crop=256``;
+    ``limit``: spread evenly)."""
     import torch
 
+    from benchmarks.datasets import DatasetView, is_image_dataset, load_items
+
+    if is_image_dataset(DatasetView.parse(dataset).name):
+        items = load_items(dataset, data_dir=data_dir, limit=limit)
+        shapes = sorted({item.pixels.shape for item in items})
+        if len(shapes) != 1:
+            raise BenchError(
+                f"training needs images of one shape; {dataset!r} has {len(shapes)} "
+                f"({shapes[0]}, ...): add an option such as {dataset}:patches=256"
+            )
+        array = np.stack([item.pixels for item in items])
+        array = array[..., None] if array.ndim == 3 else array
+        return torch.from_numpy(np.ascontiguousarray(array.transpose(0, 3, 1, 2)))
     array = load_array(dataset, split, data_dir=data_dir, seed=seed)
     array = np.ascontiguousarray(array[spread(len(array), limit)], dtype=np.uint8)
     tensor = torch.from_numpy(array)

@@ -67,6 +67,7 @@ class TrainConfig:
     lr: float = 2e-3
     weight_decay: float = 0.0
     batch_size: int = 128
+    crop: int | None = None  # random crop side per example and step (natural-image training)
     steps: int | None = None  # set exactly one of steps / epochs
     epochs: float | None = None
     beta: float = 1.0
@@ -108,6 +109,8 @@ def validate(config: TrainConfig) -> None:
         raise ModelError("max_consecutive_skips must be >= 0")
     if not 0.0 <= config.ema_decay < 1.0:
         raise ModelError(f"ema_decay must be in [0, 1), got {config.ema_decay}")
+    if config.crop is not None and config.crop < 1:
+        raise ModelError(f"crop must be >= 1, got {config.crop}")
     if config.checkpoint_every < 1 or config.log_every < 1:
         raise ModelError("checkpoint_every and log_every must be >= 1")
 
@@ -235,14 +238,32 @@ def data_fingerprint(pixels: Tensor) -> dict[str, Any]:
     return {"shape": list(pixels.shape), "sha256": digest}
 
 
-def _check_model_data(model: LatentModel, pixels: Tensor) -> None:
+def random_crops(batch: Tensor, size: int, seed: int, step: int) -> Tensor:
+    """A ``size`` x ``size`` crop of each image, placed by a generator seeded by (seed, step):
+    the crops of any step are known without state, so resumption stays exact."""
+    h, w = batch.shape[-2:]
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + step + 1)
+    tops = torch.randint(0, h - size + 1, (len(batch),), generator=gen).tolist()
+    lefts = torch.randint(0, w - size + 1, (len(batch),), generator=gen).tolist()
+    return torch.stack(
+        [img[:, t : t + size, s : s + size] for img, t, s in zip(batch, tops, lefts, strict=True)]
+    )
+
+
+def _check_model_data(model: LatentModel, pixels: Tensor, crop: int | None = None) -> None:
     config = model.config
     c, h, w = pixels.shape[1:]
     want = (getattr(config, "in_channels", c), getattr(config, "image_size", h))
-    if (c, h) != want or h != w:
+    if crop is not None:
+        if crop > min(h, w) or (c, crop) != want:
+            raise ModelError(
+                f"crop={crop} of {c}x{h}x{w} data does not give the model's "
+                f"{want[0]}x{want[1]}x{want[1]}; set crop to image_size and at most {min(h, w)}"
+            )
+    elif (c, h) != want or h != w:
         raise ModelError(
             f"data is {c}x{h}x{w} but the model expects {want[0]}x{want[1]}x{want[1]}; "
-            "set in_channels / image_size in the model config"
+            "set in_channels / image_size in the model config, or --set crop=SIDE"
         )
     model.prepare(pixels.amax(dim=0, keepdim=True))  # raises if 8-bit data meet a binary likelihood
 
@@ -440,7 +461,7 @@ def train(
         if model_config:
             raise ModelError("model_config applies only when the model is given by name")
         model = model_name_or_model
-    _check_model_data(model, pixels)
+    _check_model_data(model, pixels, config.crop)
     model.to(device).train()
     ema = WeightEMA(model, config.ema_decay) if config.ema_decay > 0 else None
     state = TrainState(model, make_optimizer(model, config), ema)
@@ -461,7 +482,10 @@ def train(
     )  # fmt: skip
     try:
         while state.step < total:
-            x = model.prepare(pixels[batches.indices(state.step).to(device)])
+            batch = pixels[batches.indices(state.step).to(device)]
+            if config.crop is not None:
+                batch = random_crops(batch, config.crop, config.seed, state.step)
+            x = model.prepare(batch)
             result = training_step(state, x, config, free_bits, use_bf16)
             done = state.step
             if result.skip_reason is None:

@@ -1,0 +1,268 @@
+"""Learned codecs end to end: CompressAI nets trained by the suite's loop, checked against
+CompressAI's own ``eval_model``; every learned stream decodes to exactly what was scored; the
+container refuses other weights and warns on another setup; mutated streams are refused or
+decoded, never a crash."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import run_cli
+from PIL import Image
+
+pytest.importorskip("compressai")
+
+ARCH = "bmshj2018-factorized"
+
+
+def _train(out: Path, root: Path, steps: int) -> Path:
+    from benchmarks.model_runs import train_config, train_to
+
+    sets = [
+        "N=16",
+        "M=24",
+        "image_size=64",
+        "crop=64",
+        "batch_size=4",
+        "optimizer=adam",
+        "lr=1e-3",
+        "progress=false",
+        "log_every=1",
+        "checkpoint_every=2",
+        "lmbda=0.013",
+    ]
+    model_over, config = train_config(ARCH, sets, steps=steps)
+    return train_to(out, ARCH, "kodak:patches=128", model_config=model_over, config=config,
+                    split="all", data_dir=root)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def kodak2(tmp_path_factory, kodak_dir):
+    import shutil
+
+    root = tmp_path_factory.mktemp("data")
+    (root / "kodak").mkdir()
+    for name in ("kodim01.png", "kodim02.png"):
+        shutil.copy(kodak_dir / name, root / "kodak" / name)
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, kodak2):
+    """A tiny factorized-prior net trained 6 steps by the suite's loop."""
+    return _train(tmp_path_factory.mktemp("train") / "run", kodak2, steps=6)
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory, kodak_dir):
+    """Two Kodak crops as PNG files: one a multiple of 64, one that needs padding."""
+    folder = tmp_path_factory.mktemp("images")
+    for name, (h, w) in (("kodim01", (192, 256)), ("kodim02", (177, 203))):
+        pixels = np.asarray(Image.open(kodak_dir / f"{name}.png").convert("RGB"))[:h, :w]
+        Image.fromarray(pixels).save(folder / f"{name}.png")
+    return folder
+
+
+def test_training_logs_compressai_loss_and_resumes_exactly(tmp_path, kodak2, trained):
+    from vlae_models.checkpoint import read
+
+    lines = (trained.parent / "train_log.jsonl").read_text().splitlines()
+    log = [json.loads(line) for line in lines]
+    assert [r["step"] for r in log] == list(range(1, 7)) and all(r["rate"] > 0 for r in log)
+    # 4 steps, stopped, resumed to 6: bit-identical to the uninterrupted run (crops included)
+    _train(tmp_path / "split", kodak2, steps=4)
+    resumed = _train(tmp_path / "split", kodak2, steps=6)
+    a, b = read(trained)[0], read(resumed)[0]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_eval_model_reads_our_export_and_agrees_with_our_numbers(
+    monkeypatch, capsys, trained, image_folder, tmp_path
+):
+    exported = tmp_path / "net.pth.tar"
+    code, _, err = run_cli(monkeypatch, capsys, "export-compressai", str(trained), str(exported))
+    assert code == 0, err
+    theirs = subprocess.run(
+        [sys.executable, "-m", "compressai.utils.eval_model", "checkpoint", str(image_folder),
+         "-a", ARCH, "-p", str(exported)],
+        capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+    reference = {k: v[0] for k, v in json.loads(theirs.stdout)["results"].items()}
+    out = tmp_path / "ours"
+    args = ["codecs", "--dataset", f"folder:{image_folder}", "-c", f"{ARCH}:{exported}",
+            "-c", f"{ARCH}:{trained}", "--workers", "1", "--out", str(out)]  # fmt: skip
+    code, _, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 0, err
+    table = pd.read_parquet(out / "results.parquet")
+    coded = table[table["rate_kind"] == "coded"]
+    assert sorted(coded["param"].unique()) == ["checkpoint", "lambda"]
+    for _, rows in coded.groupby("param"):  # the exported file and our checkpoint alike
+        assert rows["bpp"].mean() == pytest.approx(reference["bpp"], rel=1e-12)
+        # eval_model computes in float32, we in float64
+        assert rows["psnr"].mean() == pytest.approx(reference["psnr-rgb"], rel=1e-6)
+        assert rows["ms_ssim"].mean() == pytest.approx(reference["ms-ssim-rgb"], rel=1e-5)
+    # the whole container is counted too, beside CompressAI's payload count
+    assert (coded["container_bytes"] > coded["n_bytes"]).all()
+
+
+def _method(spec: str):
+    from baselines.method import plan
+
+    (setting,), _ = plan([spec], None)
+    method = setting.build()
+    method.setup("cpu")
+    return method
+
+
+def _round_trip_matches_the_table(monkeypatch, capsys, tmp_path, spec, dataset, data_dir):
+    """Run `codecs`; then encode and decode every item anew: the decoded image must be the one
+    the table scored (same metric), and encoding must be deterministic."""
+    from benchmarks.datasets import load_items
+    from benchmarks.metrics import ImageMetrics
+
+    out = tmp_path / "run"
+    args = ["codecs", "--dataset", dataset, "--data-dir", str(data_dir), "--limit", "2",
+            "-c", spec, "--workers", "1", "--out", str(out)]  # fmt: skip
+    code, _, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 0, err
+    table = pd.read_parquet(out / "results.parquet").query("rate_kind == 'coded'")
+    table = table.set_index("image")
+    method = _method(spec)
+    for item in load_items(dataset, data_dir=data_dir, limit=2):
+        data = method.encode(item.pixels)
+        assert data == method.encode(item.pixels)
+        assert len(data) == table.loc[item.name, "container_bytes"]
+        decoded = method.decode(data)
+        assert decoded.dtype == np.uint8 and decoded.shape == item.pixels.shape
+        scored = ImageMetrics(item.pixels, item.binary)(decoded)
+        key = "bit_error_rate" if item.binary else "psnr"
+        assert table.loc[item.name, key] == pytest.approx(scored[key], rel=1e-12)
+    return table
+
+
+def test_compressai_round_trip_on_kodak(monkeypatch, capsys, tmp_path, trained, kodak2):
+    _round_trip_matches_the_table(
+        monkeypatch, capsys, tmp_path, f"{ARCH}:{trained}", "kodak:crop=96", kodak2
+    )
+
+
+def test_beta_vae_codes_real_bits_next_to_its_kl_on_mnist(monkeypatch, capsys, tmp_path, data_root):
+    table = _round_trip_matches_the_table(
+        monkeypatch, capsys, tmp_path, "zoo:beta-vae-binarized-mnist", "binarized-mnist", data_root
+    )
+    assert (table["kl_nats"] > 0).all()
+    # coded is real bytes over 784 pixels; the KL bound sits in the same row
+    assert (table["bpp"] == table["n_bytes"] * 8 / 784).all()
+    assert (table["rate_nats"] > table["kl_nats"]).all()
+
+
+def test_beta_vae_tiles_an_rgb_image_and_codes_at_its_ideal_length(
+    monkeypatch, capsys, tmp_path, kodak2
+):
+    """A random RGB β-VAE on 32x32 tiles of Kodak crops (96x96 -> 9 tiles): the rANS string is
+    within a few bytes of the ideal code length computed from the Gaussian CDF directly."""
+    from benchmarks.datasets import load_items
+    from vlae_models import checkpoint
+    from vlae_models.core import build
+    from vlae_models.entropy import NOISE_STEP, GaussianCoder, pack_steps
+
+    torch.manual_seed(0)
+    model = build("beta-vae", in_channels=3, image_size=32, likelihood="logistic-mixture")
+    path = tmp_path / "vae.safetensors"
+    checkpoint.save(path, model)
+    _round_trip_matches_the_table(
+        monkeypatch, capsys, tmp_path, f"model:{path}", "kodak:crop=96", kodak2
+    )
+    from baselines.models import to_tiles
+
+    item = load_items("kodak:crop=96", data_dir=kodak2, limit=1)[0]
+    x = model.prepare(to_tiles(item.pixels, 32))
+    assert x.shape == (9, 3, 32, 32)
+    coded = model.compress(x)
+    with torch.no_grad():
+        mean, std = model.encode(x)
+    _, step = pack_steps(NOISE_STEP * std.mean(0))
+    ideal = GaussianCoder().bits(mean, torch.zeros_like(mean), torch.ones_like(mean), step)
+    assert ideal / 8 <= len(coded["strings"][1]) <= ideal / 8 + 8
+
+
+def test_the_container_refuses_other_weights_and_warns_on_another_setup(trained, kodak2):
+    from baselines.container import SetupMismatchWarning, StreamError
+    from benchmarks.datasets import load_items
+
+    method = _method(f"{ARCH}:{trained}")
+    image = load_items("kodak:crop=64", data_dir=kodak2, limit=1)[0].pixels
+    data = method.encode(image)
+    other = _method("zoo:beta-vae-binarized-mnist")
+    with pytest.raises(StreamError, match="encoded by method"):
+        other.decode(data)
+    moved = _edit_header(data, b'"device":"cpu"', b'"device":"NVIDIA H200"')
+    with pytest.warns(SetupMismatchWarning, match="NVIDIA H200"):
+        assert np.array_equal(method.decode(moved), method.decode(data))
+    with pytest.raises(StreamError, match="CRC"):
+        method.decode(data[:-1] + bytes([data[-1] ^ 1]))
+
+
+def _edit_header(data: bytes, old: bytes, new: bytes) -> bytes:
+    """Rewrite a stream's header text and fix its lengths and CRC, as a forger would."""
+    import struct
+
+    (head_len,) = struct.unpack_from(">H", data, 5)
+    head = data[7 : 7 + head_len].replace(old, new)
+    assert head != data[7 : 7 + head_len]
+    body = data[:5] + struct.pack(">H", len(head)) + head + data[7 + head_len : -4]
+    return body + zlib.crc32(body).to_bytes(4, "big")
+
+
+RANDOM_NETS = {  # CompressAI-layout files of small random nets, one per architecture
+    "bmshj2018-hyperprior": ("ScaleHyperprior", {"N": 16, "M": 24}),
+    "mbt2018-mean": ("MeanScaleHyperprior", {"N": 16, "M": 24}),
+    "mbt2018": ("JointAutoregressiveHierarchicalPriors", {"N": 16, "M": 24}),
+    "cheng2020-anchor": ("Cheng2020Anchor", {"N": 16}),
+}
+
+
+@pytest.mark.parametrize("which", ["factorized", *RANDOM_NETS, "beta-vae"])
+def test_mutated_streams_are_refused_or_decoded_never_a_crash(
+    which, trained, kodak2, tmp_path, data_root
+):
+    """600 mutated streams per learned codec, in a subprocess so that a segfault or a hang
+    fails the test instead of killing pytest."""
+    if which == "factorized":
+        spec, dataset, root = f"{ARCH}:{trained}", "kodak:crop=96", kodak2
+    elif which == "beta-vae":
+        spec, dataset, root = "zoo:beta-vae-binarized-mnist", "binarized-mnist", data_root
+    else:
+        spec, dataset, root = f"{which}:{_random_net(which, tmp_path)}", "kodak:crop=96", kodak2
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.cli", "fuzz", "-c", spec, "--dataset", dataset,
+         "--data-dir", str(root), "--streams", "600"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    counts = {}
+    for line in done.stdout.splitlines()[:-1]:
+        kind, crc, outcome, count = line.split()
+        counts[(kind, crc, outcome)] = int(count)
+    assert sum(counts.values()) == 600 and "600 streams" in done.stdout.splitlines()[-1]
+    assert {outcome for _, _, outcome in counts} <= {"refused", "decoded"}
+    # the CRC catches every stream it was not recomputed for
+    assert all(o == "refused" for (_, crc, o) in counts if crc == "crc-kept")
+
+
+def _random_net(architecture: str, folder: Path) -> Path:
+    import compressai.models
+
+    cls, sizes = RANDOM_NETS[architecture]
+    torch.manual_seed(0)
+    path = folder / f"{architecture}.pth.tar"
+    torch.save({"state_dict": getattr(compressai.models, cls)(**sizes).state_dict()}, path)
+    return path
