@@ -23,10 +23,11 @@ torch and compressai are imported in ``setup``: listing methods stays fast.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -122,9 +123,11 @@ class CompressAICodec(Method):
 
     def encode(self, image: np.ndarray) -> bytes:
         """A uint8 RGB image -> the whole stream (header and strings, see ``container``)."""
+        return self._encode_padded(self._padded(image)[0], image)
+
+    def _encode_padded(self, padded: Any, image: np.ndarray) -> bytes:
         import torch
 
-        padded, _ = self._padded(image)
         with torch.no_grad():
             coded = self.net.compress(padded)
         strings = [batch[0] for batch in coded["strings"]]
@@ -169,12 +172,13 @@ class CompressAICodec(Method):
         import torch
 
         padded, _ = self._padded(image)
-        with torch.no_grad():
-            likelihoods = self.net(padded)["likelihoods"].values()
-            estimate_bits = float(sum(-torch.log2(p).sum() for p in likelihoods))
-        start = _now(torch, self.device)
-        data = self.encode(image)
-        enc_s = _now(torch, self.device) - start
+        with torch.no_grad(), _analysis_once(self.net):
+            with _without_synthesis(self.net):
+                likelihoods = self.net(padded)["likelihoods"].values()
+                estimate_bits = float(sum(-torch.log2(p).sum() for p in likelihoods))
+            start = _now(torch, self.device)
+            data = self._encode_padded(padded, image)  # reuses g_a's output from the forward
+            enc_s = _now(torch, self.device) - start
         start = _now(torch, self.device)
         decoded = self.decode(data)  # what is scored is what the stream decodes to
         dec_s = _now(torch, self.device) - start
@@ -210,6 +214,42 @@ def state_dict(name: str, path: str) -> dict[str, Any]:
             "top level; expected keys such as g_a.0.weight)"
         )
     return state
+
+
+@contextlib.contextmanager
+def _swapped(net: Any, name: str, module: Any) -> Iterator[None]:
+    original = getattr(net, name)
+    setattr(net, name, module)
+    try:
+        yield
+    finally:
+        setattr(net, name, original)
+
+
+def _analysis_once(net: Any) -> contextlib.AbstractContextManager:
+    """Let ``forward`` and ``compress`` share one run of the analysis transform g_a on the same
+    input (every architecture here runs g_a once on x in both): the entropy estimate then
+    costs only the entropy models, not a second encoder pass."""
+    from torch import nn
+
+    class Once(nn.Module):
+        def __init__(self, inner: nn.Module) -> None:
+            super().__init__()
+            self.inner, self.key, self.value = inner, None, None
+
+        def forward(self, x: Any) -> Any:
+            if self.key is not x:
+                self.key, self.value = x, self.inner(x)
+            return self.value
+
+    return _swapped(net, "g_a", Once(net.g_a))
+
+
+def _without_synthesis(net: Any) -> contextlib.AbstractContextManager:
+    """The estimate needs the forward pass's likelihoods, not its x_hat: skip g_s."""
+    from torch import nn
+
+    return _swapped(net, "g_s", nn.Identity())
 
 
 def is_suite_checkpoint(source: str) -> bool:

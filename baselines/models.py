@@ -125,11 +125,16 @@ class ModelMethod(Method):
         decoded = self.decode(data)  # what is scored is what the stream decodes to
         dec_s = time.perf_counter() - start
         payload = container.unpack(data, self.identity).payload_bytes
-        kl = float(out.rate.sum())
+        if self.model.has_continuous_latents:
+            bounds = {"kl": float(out.rate.sum())}
+            extra = {"kl_nats": bounds["kl"]}
+        else:
+            bounds = {k: float(out.extras[f"rate_{k}"].sum()) for k in ("fixed", "prior")}
+            extra = {}
         return Coding(
-            decoded, {"coded": payload * 8 * LN2, "kl": kl}, enc_s, dec_s, n_bytes=payload,
+            decoded, {"coded": payload * 8 * LN2, **bounds}, enc_s, dec_s, n_bytes=payload,
             extra={
-                "kl_nats": kl, "distortion_nats": float(out.distortion.sum()),
+                **extra, "distortion_nats": float(out.distortion.sum()),
                 "container_bytes": len(data), "checkpoint": self.source,
             },
         )  # fmt: skip

@@ -190,13 +190,16 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
         return frame.assign(n_images=pd.Series(dtype=int), image_set=pd.Series(dtype=str))
     group = GROUP_COLUMNS + [c for c in SPLIT_BY if c in frame and frame[c].notna().any()]
     numeric = frame[MEAN_COLUMNS].apply(pd.to_numeric, errors="coerce")
+    if "container_bytes" in frame:  # learned codecs: the whole stream, beside the payload
+        pixels = pd.to_numeric(frame["height"]) * pd.to_numeric(frame["width"])
+        numeric["container_bpp"] = pd.to_numeric(frame["container_bytes"]) * 8 / pixels
     exact = np.isinf(numeric["psnr"])
     numeric["psnr"] = numeric["psnr"].where(~exact, psnr_ceiling(frame))
     numeric["n_exact"] = exact.astype(float)
     channels = pd.to_numeric(frame["channels"], errors="coerce")
     keyed = pd.concat([frame[group + ["image"]], numeric, channels], axis=1)
     grouped = keyed.groupby(group, dropna=False, sort=False)
-    means = grouped[MEAN_COLUMNS].mean()
+    means = grouped[[c for c in numeric if c != "n_exact"]].mean()
     means["n_exact"] = grouped["n_exact"].sum().astype(int)
     means.loc[means["n_exact"] == grouped.size(), "psnr"] = np.inf  # every image exact: lossless
     means["channels"] = grouped["channels"].max()

@@ -39,6 +39,7 @@ def test_a_compressai_checkpoint_codes_real_bytes_beside_its_estimate(
     learned = table[table["method"] == "bmshj2018-hyperprior"]
     assert sorted(learned["rate_kind"]) == ["coded", "coded", "estimate", "estimate"]
     coded = learned[learned["rate_kind"] == "coded"].set_index("image")
+    estimate = learned[learned["rate_kind"] == "estimate"].set_index("image")
     assert (coded["bpp"] == coded["n_bytes"] * 8 / (100 * 100)).all()  # unpadded pixels
     # the scored reconstruction is CompressAI's own decompress(compress(x)), cropped back
     state = torch.load(hyperprior_checkpoint, weights_only=True)["state_dict"]
@@ -51,10 +52,13 @@ def test_a_compressai_checkpoint_codes_real_bytes_beside_its_estimate(
         x = torch.from_numpy(item.pixels).permute(2, 0, 1)[None].float() / 255
         padded = torch.nn.functional.pad(x, (14, 14, 14, 14))  # 100 -> 128, centred
         with torch.no_grad():
+            likelihoods = net(padded)["likelihoods"].values()  # CompressAI's own forward pass
+            bits = float(sum(-torch.log2(p).sum() for p in likelihoods))
             stream = net.compress(padded)
             x_hat = net.decompress(stream["strings"], stream["shape"])["x_hat"]
         pixels = (x_hat[..., 14:114, 14:114].clamp(0, 1) * 255).round().byte()[0].permute(1, 2, 0)
         assert coded.loc[item.name, "n_bytes"] == sum(len(s[0]) for s in stream["strings"])
+        assert estimate.loc[item.name, "bpp"] == pytest.approx(bits / (100 * 100), rel=1e-6)
         assert coded.loc[item.name, "psnr"] == pytest.approx(psnr(item.pixels, pixels.numpy()))
 
 

@@ -154,14 +154,26 @@ def test_compressai_round_trip_on_kodak(monkeypatch, capsys, tmp_path, trained, 
     )
 
 
-def test_beta_vae_codes_real_bits_next_to_its_kl_on_mnist(monkeypatch, capsys, tmp_path, data_root):
+@pytest.mark.parametrize("name", ["beta-vae", "hvae", "vq-vae", "vlae"])
+def test_our_models_code_real_bits_next_to_their_bound_on_mnist(
+    monkeypatch, capsys, tmp_path, data_root, name
+):
+    spec = f"zoo:{name}-binarized-mnist"
     table = _round_trip_matches_the_table(
-        monkeypatch, capsys, tmp_path, "zoo:beta-vae-binarized-mnist", "binarized-mnist", data_root
+        monkeypatch, capsys, tmp_path, spec, "binarized-mnist", data_root
     )
-    assert (table["kl_nats"] > 0).all()
-    # coded is real bytes over 784 pixels; the KL bound sits in the same row
+    # coded is real bytes over 784 pixels; the bound sits in the same row
     assert (table["bpp"] == table["n_bytes"] * 8 / 784).all()
-    assert (table["rate_nats"] > table["kl_nats"]).all()
+    if name == "vq-vae":
+        run = pd.read_parquet(tmp_path / "run" / "results.parquet").set_index(
+            ["image", "rate_kind"]
+        )
+        assert sorted(set(run.index.get_level_values(1))) == ["coded", "fixed", "prior"]
+        # the rANS string costs at least the ideal code length under the same prior
+        for image in table.index:
+            assert table.loc[image, "rate_nats"] >= run.loc[(image, "prior"), "rate_nats"]
+    else:
+        assert (table["kl_nats"] > 0).all() and (table["rate_nats"] > table["kl_nats"]).all()
 
 
 def test_beta_vae_tiles_an_rgb_image_and_codes_at_its_ideal_length(
@@ -230,7 +242,9 @@ RANDOM_NETS = {  # CompressAI-layout files of small random nets, one per archite
 }
 
 
-@pytest.mark.parametrize("which", ["factorized", *RANDOM_NETS, "beta-vae"])
+@pytest.mark.parametrize(
+    "which", ["factorized", *RANDOM_NETS, "beta-vae", "hvae", "vq-vae", "vlae"]
+)
 def test_mutated_streams_are_refused_or_decoded_never_a_crash(
     which, trained, kodak2, tmp_path, data_root
 ):
@@ -238,8 +252,8 @@ def test_mutated_streams_are_refused_or_decoded_never_a_crash(
     fails the test instead of killing pytest."""
     if which == "factorized":
         spec, dataset, root = f"{ARCH}:{trained}", "kodak:crop=96", kodak2
-    elif which == "beta-vae":
-        spec, dataset, root = "zoo:beta-vae-binarized-mnist", "binarized-mnist", data_root
+    elif which in ("beta-vae", "hvae", "vq-vae", "vlae"):
+        spec, dataset, root = f"zoo:{which}-binarized-mnist", "binarized-mnist", data_root
     else:
         spec, dataset, root = f"{which}:{_random_net(which, tmp_path)}", "kodak:crop=96", kodak2
     done = subprocess.run(

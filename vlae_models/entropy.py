@@ -1,5 +1,6 @@
-"""Entropy coding of continuous latents under Gaussian priors, with CompressAI's
-``GaussianConditional`` and its rANS coder (no coder of our own).
+"""Entropy coding of latents with CompressAI's rANS coder (no coder of our own): continuous
+latents under Gaussian priors through its ``GaussianConditional``, discrete codes under a
+categorical prior through its quantized CDFs (:class:`CategoricalCoder`).
 
 A latent z with prior N(mean, std) is quantized on a grid of step ``step`` centred at the
 prior mean, ``y = round((z - mean) / step)``, and y is coded under the discretized Gaussian
@@ -14,6 +15,7 @@ of a Gaussian posterior N(mu, sigma_q) is about its KL plus log(sqrt(2 pi e) / s
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -74,3 +76,70 @@ class GaussianCoder:
         normal = torch.distributions.Normal(0.0, scales.detach())
         mass = normal.cdf(y + 0.5) - normal.cdf(y - 0.5)
         return float(-torch.log2(mass.clamp_min(1e-9)).sum())
+
+
+class CategoricalCoder:
+    """Codes integer symbols 0..K-1 under one categorical distribution (K probabilities).
+
+    The CDF is CompressAI's 16-bit quantized one, with one extra bin for its escape code, so
+    every symbol costs at least 1/65536 of the range and out-of-range values still code.
+    """
+
+    def __init__(self, probs: Tensor) -> None:
+        from compressai._CXX import pmf_to_quantized_cdf
+
+        pmf = probs.detach().double().cpu().tolist()
+        self.num_symbols = len(pmf)
+        self.cdf = pmf_to_quantized_cdf([*pmf, 1e-9], 16)
+
+    def compress(self, symbols: Tensor) -> bytes:
+        from compressai.ans import RansEncoder
+
+        values = symbols.flatten().int().tolist()
+        return RansEncoder().encode_with_indexes(
+            values, [0] * len(values), [self.cdf], [len(self.cdf)], [0]
+        )
+
+    def decompress(self, string: bytes, count: int) -> Tensor:
+        """``count`` symbols; values outside 0..K-1 (a corrupt stream) raise ValueError."""
+        from compressai.ans import RansDecoder
+
+        values = RansDecoder().decode_with_indexes(
+            string, [0] * count, [self.cdf], [len(self.cdf)], [0]
+        )
+        symbols = torch.tensor(values, dtype=torch.long)
+        if symbols.numel() and (symbols.min() < 0 or symbols.max() >= self.num_symbols):
+            raise ValueError(f"decoded a symbol outside 0..{self.num_symbols - 1}")
+        return symbols
+
+
+@functools.cache
+def gaussian_coder() -> GaussianCoder:
+    """The one coder per process (its tables are built once)."""
+    return GaussianCoder()
+
+
+def channel_steps(std: Tensor) -> tuple[bytes, Tensor]:
+    """Per-channel steps for latent maps (B, C, H, W): sqrt(12) times the mean posterior std of
+    each channel, packed (:func:`pack_steps`); the steps come back shaped (C, 1, 1)."""
+    data, steps = pack_steps(NOISE_STEP * std.mean((0, 2, 3)))
+    return data, steps.view(-1, 1, 1)
+
+
+def compress_vectors(mean: Tensor, std: Tensor) -> list[bytes]:
+    """Code a batch of posterior means (B, D) under N(0, I): per-dimension steps of sqrt(12)
+    times the batch's mean posterior std (as 4-bit codes), then one rANS string."""
+    step_bytes, step = pack_steps(NOISE_STEP * std.mean(0))
+    zeros = torch.zeros_like(mean)
+    string, _ = gaussian_coder().compress(mean, zeros, torch.ones_like(mean), step.to(mean.device))
+    return [step_bytes, string]
+
+
+def decompress_vectors(strings: list[bytes], shape: list[int], device: torch.device) -> Tensor:
+    """The (B, D) vectors :func:`compress_vectors` coded; a misfit raises ValueError."""
+    if len(strings) != 2 or len(shape) != 2:
+        raise ValueError(f"expected 2 strings and a (B, D) shape, got {len(strings)}, {shape}")
+    step = unpack_steps(strings[0], shape[1]).to(device)
+    zeros = torch.zeros(shape, device=device)
+    ones = torch.ones_like(zeros)
+    return gaussian_coder().decompress(strings[1], zeros, ones, step.expand(shape))

@@ -22,7 +22,7 @@ from vlae_models.distributions import (
     split_gaussian,
     std_normal_log_prob,
 )
-from vlae_models.entropy import NOISE_STEP, GaussianCoder, pack_steps, unpack_steps
+from vlae_models.entropy import compress_vectors, decompress_vectors
 from vlae_models.layers.resblocks import check_image_shape, down_stem, up_stem
 from vlae_models.likelihoods import likelihood_from_config
 
@@ -91,34 +91,21 @@ class BetaVAE(LatentModel):
 
     @torch.no_grad()
     def compress(self, x: Tensor) -> dict[str, Any]:
-        """Real bits for a batch x: the posterior means, quantized with a per-dimension step
-        of sqrt(12) times the batch's mean posterior std (sent as 4-bit codes), coded under
-        the N(0, I) prior (:mod:`vlae_models.entropy`). CompressAI's ``compress`` convention."""
+        """Real bits for a batch x: the posterior means, quantized and coded under the N(0, I)
+        prior (:func:`vlae_models.entropy.compress_vectors`). CompressAI's convention."""
         mean, std = self.encode(x)
-        step_bytes, step = pack_steps(NOISE_STEP * std.mean(0))
-        string, _ = self._coder().compress(mean, *self._prior(mean), step.to(mean.device))
-        return {"strings": [step_bytes, string], "shape": list(mean.shape)}
+        return {"strings": compress_vectors(mean, std), "shape": list(mean.shape)}
 
     @torch.no_grad()
     def decompress(self, strings: list[bytes], shape: list[int]) -> dict[str, Tensor]:
         """The decoder's likelihood mean at the decoded latents (values in [0, 1])."""
-        step_bytes, string = strings
-        dim = self.config.latent_dim
-        if len(shape) != 2 or shape[1] != dim or len(step_bytes) != (dim + 1) // 2:
-            raise ModelError(f"beta-vae stream does not fit: latent {shape}, latent_dim {dim}")
-        device = next(self.parameters()).device
-        step = unpack_steps(step_bytes, dim).to(device)
-        z = self._coder().decompress(string, *self._prior(torch.zeros(shape, device=device)),
-                                     step.expand(shape))  # fmt: skip
+        if shape[1:] != [self.config.latent_dim]:
+            raise ModelError(f"beta-vae stream does not fit: latent {shape}")
+        try:
+            z = decompress_vectors(strings, shape, next(self.parameters()).device)
+        except ValueError as err:
+            raise ModelError(f"beta-vae stream does not fit: {err}") from None
         return {"x_hat": self.likelihood.mean(self.decode(z))}
-
-    def _prior(self, like: Tensor) -> tuple[Tensor, Tensor]:
-        return torch.zeros_like(like), torch.ones_like(like)
-
-    def _coder(self) -> GaussianCoder:
-        if getattr(self, "_gaussian_coder", None) is None:
-            self._gaussian_coder = GaussianCoder()
-        return self._gaussian_coder
 
     def log_importance_weights(self, x: Tensor, k: int) -> Tensor:
         """Encode once, draw k samples per example, decode all B*k in one batch."""

@@ -68,7 +68,7 @@ Arms of the paper's ablation (all from this module, see ``docs/vlae.md``)
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -81,6 +81,7 @@ from vlae_models.distributions import (
     split_gaussian,
     std_normal_log_prob,
 )
+from vlae_models.entropy import compress_vectors, decompress_vectors
 from vlae_models.layers.flows import AutoregressiveFlowPrior
 from vlae_models.layers.resblocks import check_image_shape, down_stem, up_stem
 from vlae_models.likelihoods import likelihood_from_config
@@ -281,6 +282,34 @@ class VLAE(LatentModel):
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
             return self.reconstruct(x, mode="sample")
+
+    @torch.no_grad()
+    def compress(self, x: Tensor) -> dict[str, Any]:
+        """Real bits for z: the posterior mean, mapped through the flow prior to its
+        standard-normal coordinates eps (parallel), quantized and coded under N(0, I)
+        (:func:`vlae_models.entropy.compress_vectors`); with the Gaussian prior eps = z."""
+        mean, std = self.encode(x)
+        eps = mean if self.prior is None else self.prior(mean.float())[0]
+        return {"strings": compress_vectors(eps, std), "shape": list(mean.shape)}
+
+    @torch.no_grad()
+    def decompress(
+        self, strings: list[bytes], shape: list[int], seed: int = 0
+    ) -> dict[str, Tensor]:
+        """Decode eps, invert the flow (sequential) to z, and draw x ~ p(x | z) through the
+        PixelCNN with a fixed ``seed``: deterministic, as ``point_reconstruction`` is."""
+        if shape[1:] != [self.config.z_dim]:
+            raise ModelError(f"vlae stream does not fit: latent {shape}")
+        try:
+            eps = decompress_vectors(strings, shape, next(self.parameters()).device)
+        except ValueError as err:
+            raise ModelError(f"vlae stream does not fit: {err}") from None
+        z = eps if self.prior is None else self.prior.inverse(eps)
+        devices = [z.device.index or 0] if z.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            drawn, _ = self.decode(z)
+        return {"x_hat": self.decoder.output(drawn, self.condition(z), "sample")}
 
     @torch.no_grad()
     def sample(self, n: int, mode: str = "mean") -> Tensor:

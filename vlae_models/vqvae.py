@@ -19,12 +19,14 @@ set by the grid size and K. The training loss is distortion + ``extras["aux_loss
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from vlae_models.config import ModelConfig, config_dataclass
 from vlae_models.core import LatentModel, ModelError, ModelOutput, register
+from vlae_models.entropy import CategoricalCoder
 from vlae_models.layers.resblocks import check_image_shape, down_stem, up_stem
 from vlae_models.layers.vector_quantizer import VectorQuantizerEMA
 from vlae_models.likelihoods import likelihood_from_config
@@ -112,6 +114,28 @@ class VQVAE(LatentModel):
             "aux_loss": commit + prior_nll,
         }
         return ModelOutput(distortion=distortion, rate=rate, extras=extras)
+
+    @torch.no_grad()
+    def compress(self, x: Tensor) -> dict[str, Any]:
+        """Real bits: the nearest-code indices, rANS-coded under the learned factorised prior
+        (its 16-bit quantized CDF, :class:`~vlae_models.entropy.CategoricalCoder`)."""
+        idx = self.code_indices(x)
+        return {"strings": [self._coder().compress(idx)], "shape": [x.shape[0], self.positions]}
+
+    @torch.no_grad()
+    def decompress(self, strings: list[bytes], shape: list[int]) -> dict[str, Tensor]:
+        """The decoder's likelihood mean at the decoded codes (values in [0, 1])."""
+        if len(strings) != 1 or shape[1:] != [self.positions]:
+            raise ModelError(f"vq-vae stream does not fit: {len(strings)} strings, shape {shape}")
+        try:
+            idx = self._coder().decompress(strings[0], shape[0] * self.positions)
+        except ValueError as err:
+            raise ModelError(f"vq-vae stream is corrupt: {err}") from None
+        idx = idx.view(shape[0], *self.grid).to(self.prior_logits.device)
+        return {"x_hat": self.likelihood.mean(self.decoder(self.quantizer.lookup(idx)))}
+
+    def _coder(self) -> CategoricalCoder:
+        return CategoricalCoder(torch.softmax(self.prior_logits.float(), dim=0))
 
     @torch.no_grad()
     def reconstruct(self, x: Tensor) -> Tensor:

@@ -109,7 +109,9 @@ def test_trains_on_8bit_mnist(name: str, likelihood: str, mnist_dir: Path, tmp_p
     (setting,), _ = plan([f"model:{path}"], None)
     items = [NamedImage(f"test/{i}", data[i, 0].numpy()) for i in range(8)]
     scored = evaluate_items([setting], items, {"dataset": "mnist"})
-    assert len(scored) == 8 * (2 if name == "vq-vae" else 1)
+    # a coded row (real bytes) beside the bound: kl, or VQ-VAE's fixed and prior code lengths
+    kinds = ["coded", "fixed", "prior"] if name == "vq-vae" else ["coded", "kl"]
+    assert sorted(r["rate_kind"] for r in scored) == sorted(kinds * 8)
     assert all(r["psnr"] > 5 and r["mse"] > 0 and np.isnan(r["ms_ssim"]) for r in scored)
     for row in rows:
         if likelihood == "gaussian":  # a density: no bits/dim claimed
