@@ -19,10 +19,13 @@ from Pillow directly:
 from __future__ import annotations
 
 import bz2
+import contextlib
 import gzip
 import io
 import lzma
 import struct
+import zlib
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import numpy as np
@@ -56,12 +59,12 @@ class PillowCodec(Codec):
         return buffer.getvalue()
 
     def decode(self, data: bytes) -> np.ndarray:
-        with Image.open(io.BytesIO(data)) as img:
+        with _stream_errors(self.name), Image.open(io.BytesIO(data)) as img:
             img.load()
             return np.asarray(img)
 
     def decode_as(self, data: bytes, shape: tuple[int, ...]) -> np.ndarray:
-        with Image.open(io.BytesIO(data)) as img:
+        with _stream_errors(self.name), Image.open(io.BytesIO(data)) as img:
             img.load()
             if len(shape) == 2 and img.mode != "L":
                 img = img.convert("L")  # WebP and AVIF store gray as colour
@@ -190,15 +193,16 @@ class ArrayCodec(Codec):
         return self.compress(header + payload.tobytes())
 
     def decode(self, data: bytes) -> np.ndarray:
-        raw = self.decompress(data)
-        magic, packed, ndim = _HEADER.unpack_from(raw)
-        if magic != _MAGIC:
-            raise CodecError(f"codec '{self.name}': not a vlae-bench array stream")
-        shape = struct.unpack_from(f"<{ndim}I", raw, _HEADER.size)
-        body = np.frombuffer(raw, np.uint8, offset=_HEADER.size + 4 * ndim)
-        count = int(np.prod(shape))
-        values = np.unpackbits(body, count=count) if packed else body[:count]
-        return values.reshape(shape).copy()
+        with _stream_errors(self.name):
+            raw = self.decompress(data)
+            magic, packed, ndim = _HEADER.unpack_from(raw)
+            if magic != _MAGIC:
+                raise CodecError(f"codec '{self.name}': not a vlae-bench array stream")
+            shape = struct.unpack_from(f"<{ndim}I", raw, _HEADER.size)
+            body = np.frombuffer(raw, np.uint8, offset=_HEADER.size + 4 * ndim)
+            count = int(np.prod(shape))
+            values = np.unpackbits(body, count=count) if packed else body[:count]
+            return values.reshape(shape).copy()
 
 
 @register_codec
@@ -238,6 +242,18 @@ class Lzma(ArrayCodec):
 
     def decompress(self, data: bytes) -> bytes:
         return lzma.decompress(data)
+
+
+@contextlib.contextmanager
+def _stream_errors(codec: str) -> Iterator[None]:
+    """A stream the library cannot decode (cut, corrupt, not its format) is a CodecError."""
+    try:
+        yield
+    except CodecError:
+        raise
+    except (OSError, EOFError, SyntaxError, ValueError, RuntimeError, struct.error, zlib.error,
+            lzma.LZMAError, Image.DecompressionBombError) as err:  # fmt: skip
+        raise CodecError(f"codec '{codec}' cannot decode the stream: {err}") from None
 
 
 def _check_image(codec: str, image: np.ndarray) -> None:

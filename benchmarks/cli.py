@@ -339,6 +339,10 @@ def user_errors() -> tuple[type[BaseException], ...]:
 
 
 def main() -> None:
+    import warnings
+
+    # compressai's import scripts functions with torch.jit, which torch now deprecates: noise.
+    warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated")
     try:
         code = app(standalone_mode=False)
     except Exit as stop:

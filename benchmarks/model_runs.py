@@ -36,7 +36,7 @@ def load_pixels(
         shapes = sorted({item.pixels.shape for item in items})
         if len(shapes) != 1:
             raise BenchError(
-                f"training needs images of one shape; {dataset!r} has {len(shapes)} "
+                f"training and eval need images of one shape; {dataset!r} has {len(shapes)} "
                 f"({shapes[0]}, ...): add an option such as {dataset}:patches=256"
             )
         array = np.stack([item.pixels for item in items])
@@ -122,11 +122,18 @@ def eval_to(
     Evaluating the same checkpoint the same way again replaces its rows.
     """
     from vlae_models.checkpoint import load, read_meta
+    from vlae_models.compressai_nets import SIZES
     from vlae_models.evaluate import evaluate
     from vlae_models.train import resolve_device
     from vlae_models.zoo import resolve
 
     path = resolve(checkpoint)
+    model_name = read_meta(path).get("model")
+    if model_name in SIZES:  # a CompressAI net has no likelihood to evaluate
+        raise BenchError(
+            f"{checkpoint} is a {model_name}, a codec: evaluate it with "
+            f"`vlae-bench codecs -c {model_name}:{checkpoint}`"
+        )
     job = Job("eval", {
         "checkpoint": str(checkpoint), "weights_sha256": read_meta(path).get("data_sha256"),
         "dataset": dataset, "split": split, "iw_samples": iw_samples, "weights": weights,

@@ -280,3 +280,42 @@ def _random_net(architecture: str, folder: Path) -> Path:
     path = folder / f"{architecture}.pth.tar"
     torch.save({"state_dict": getattr(compressai.models, cls)(**sizes).state_dict()}, path)
     return path
+
+
+def test_learned_codec_misuse_is_one_line(monkeypatch, capsys, trained, kodak2, tmp_path):
+    from conftest import assert_one_line_error
+
+    cases = [
+        (["eval", str(trained), "--dataset", "kodak", "--data-dir", str(kodak2)], "a codec"),
+        (["train", ARCH, "--dataset", "kodak", "--data-dir", str(kodak2), "--split", "all",
+          "--steps", "1"], "one shape"),
+        (["train", ARCH, "--dataset", "kodak:crop=256", "--data-dir", str(kodak2), "--split",
+          "all", "--steps", "1", "--set", "in_channels=1"], "in_channels must be 3"),
+        (["codecs", "-c", f"bmshj2018-hyperprior:{trained}", "--dataset", "kodak",
+          "--data-dir", str(kodak2)], "not a bmshj2018-hyperprior"),
+        (["fuzz", "-c", "png", "--dataset", "kodak:crop=64", "--data-dir", str(kodak2),
+          "--streams", "3"], None),
+    ]  # fmt: skip
+    for i, (args, fragment) in enumerate(cases):
+        out_dir = [] if args[0] == "fuzz" else ["--out", str(tmp_path / str(i))]
+        code, out, err = run_cli(monkeypatch, capsys, *args, *out_dir)
+        if fragment is None:  # a classical codec fuzzes too: PIL refuses or decodes
+            assert code == 0 and "3 streams" in out, err
+        else:
+            assert_one_line_error(code, err, fragment)
+
+
+@pytest.mark.parametrize(
+    "spec", ["png", "jpeg=50", "webp=50", "avif=50", "jpeg2000=30", "jxl=50", "gzip", "lzma"]
+)
+def test_classical_codecs_refuse_corrupt_streams_in_one_line(spec, kodak2):
+    """Found by the fuzzer: Pillow's and the compressors' own exceptions (OSError,
+    RuntimeError, zlib and LZMA errors) used to escape as tracebacks."""
+    from baselines.method import METHODS
+    from benchmarks.robustness import fuzz_spec
+
+    if METHODS[spec.split("=")[0]].unavailable_reason():
+        pytest.skip(f"{spec} is unavailable here")
+    found = fuzz_spec(spec, "kodak:crop=64", data_dir=kodak2, n=150)
+    assert found.total == 150 and not found.failures, found.failures[:3]
+    assert found.counts[("truncated", "crc-kept", "refused")] > 0
