@@ -1,8 +1,9 @@
 """The method protocol: anything that turns images into a rate and a reconstruction.
 
 Classical codecs (:mod:`baselines.classical`), trained model checkpoints
-(:mod:`baselines.models`) and, later, learned codecs are all methods, and all go through one
-evaluation path (:mod:`benchmarks.evaluation`), so their rows land in one table.
+(:mod:`baselines.models`) and CompressAI's learned codecs (:mod:`baselines.learned`) are all
+methods, and all go through one evaluation path (:mod:`benchmarks.evaluation`), so their rows
+land in one table.
 
 Lifecycle. A :class:`Setting` names one method at one parameter value; it is small and
 picklable. Each worker process builds a method from a setting once (``build``), calls

@@ -1,12 +1,17 @@
 """Trained model checkpoints as methods: ``model:PATH`` and ``zoo:NAME``.
 
-Until a model has an entropy coder, its rate is what it can honestly state from one forward
-pass (at a fixed seed): the KL bound per image for continuous latents (``kl``; the VLAE's is
-a one-sample estimate with the flow's log-determinant), and for VQ-VAE indices both the
-fixed-length code and the code length under its learned prior (``fixed``, ``prior``). Its
-reconstruction is the model's ``point_reconstruction``: the decoder mean at the posterior mean
-(nearest code for VQ-VAE), and for the VLAE a draw from p(x | z) at the posterior mean z
-through its PixelCNN, with a fixed seed (greedy decoding, each pixel its most likely value,
+A model with ``compress``/``decompress`` (the β-VAE, HVAE, VQ-VAE and VLAE) is a real codec
+here: ``encode`` cuts the image into the model's tiles (``image_size``; edges replicated) and
+writes one stream (:mod:`baselines.container`), ``decode`` rebuilds the image from it, and the
+rows score what the stream decodes to. Each image gets a ``coded`` row (payload bytes) and
+the rate the model states from one forward pass at a fixed seed beside it: the KL bound for
+continuous latents (``kl``, also the ``kl_nats`` column; the VLAE's is a one-sample estimate
+with the flow's log-determinant), and for VQ-VAE indices the fixed-length code and the ideal
+code length under its learned prior (``fixed``, ``prior``).
+
+A model without a coder (none today) is scored with its stated rates and its
+``point_reconstruction``: the decoder mean at the posterior mean (nearest code for VQ-VAE),
+and for the VLAE a draw from p(x | z) through its PixelCNN with a fixed seed (greedy decoding
 turned every 8-bit MNIST digit black: see ``VLAE.point_reconstruction``). Reconstructions are
 rounded to the data's values (0/1 for binary data, 0..255 for 8-bit) before they are scored.
 
