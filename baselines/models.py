@@ -9,11 +9,8 @@ continuous latents (``kl``, also the ``kl_nats`` column; the VLAE's is a one-sam
 with the flow's log-determinant), and for VQ-VAE indices the fixed-length code and the ideal
 code length under its learned prior (``fixed``, ``prior``).
 
-A model without a coder (none today) is scored with its stated rates and its
-``point_reconstruction``: the decoder mean at the posterior mean (nearest code for VQ-VAE),
-and for the VLAE a draw from p(x | z) through its PixelCNN with a fixed seed (greedy decoding
-turned every 8-bit MNIST digit black: see ``VLAE.point_reconstruction``). Reconstructions are
-rounded to the data's values (0/1 for binary data, 0..255 for 8-bit) before they are scored.
+Reconstructions are rounded to the data's values (0/1 for binary data, 0..255 for 8-bit)
+before they are scored.
 
 torch is imported in ``setup``, not here: listing methods stays fast.
 """
@@ -38,7 +35,7 @@ class ModelMethod(Method):
     """A checkpoint written by ``vlae-bench train`` (or a zoo file), scored as a method."""
 
     name = "model"
-    description = "a trained checkpoint, model:PATH; rate = its KL bound or VQ code length"
+    description = "a trained checkpoint, model:PATH; coded bytes beside its KL bound or VQ code"
     param = ParamSpec("beta", 0.0, math.inf, 1.0, integer=False)
     rate_kinds = ("coded", "kl", "fixed", "prior")
     max_items = 256
@@ -57,11 +54,14 @@ class ModelMethod(Method):
             raise MethodError(f"{cls.name}:{source} takes no values (its β is its training β)")
         ref = source if cls.name == "model" else f"zoo:{source}"  # recorded as the user wrote it
         meta = read_meta(resolve(ref))
-        if not get_entry(meta["model"]).model_cls.has_latents:
+        model_cls = get_entry(meta["model"]).model_cls
+        if not model_cls.has_latents:
             raise MethodError(
                 f"{ref} is a '{meta['model']}', a model with no latent code: nothing to "
                 "reconstruct from (its exact NLL is in `vlae-bench eval`)"
             )
+        if not hasattr(model_cls, "compress"):  # CompressAI's nets: their own method
+            raise MethodError(f"{ref} is a '{meta['model']}': use -c {meta['model']}:{ref}")
         beta = float((meta.get("train_config") or {}).get("beta", 1.0))
         return [Setting(cls.name, meta["model"], "beta", beta, ref)], []
 
@@ -71,17 +71,14 @@ class ModelMethod(Method):
 
         self.model, self.meta = load(resolve(self.source), device=device, weights="ema")
         self.device = device
-        if hasattr(self.model, "compress"):
-            import torch
+        import torch
 
-            self.identity = container.identity(
-                self.model.registry_name, self.model, torch.device(device)
-            )
+        self.identity = container.identity(
+            self.model.registry_name, self.model, torch.device(device)
+        )
 
     def code(self, arrays: Sequence[np.ndarray]) -> list[Coding]:
-        if hasattr(self.model, "compress"):
-            return [self._code_stream(image) for image in arrays]
-        return self._code_bound(arrays)
+        return [self._code_stream(image) for image in arrays]
 
     def encode(self, image: np.ndarray) -> bytes:
         """The image, cut into the model's tiles, as a stream (header, then strings)."""
@@ -143,45 +140,6 @@ class ModelMethod(Method):
                 "container_bytes": len(data), "checkpoint": self.source,
             },
         )  # fmt: skip
-
-    def _code_bound(self, arrays: Sequence[np.ndarray]) -> list[Coding]:
-        import torch
-
-        from vlae_models.core import to_pixels
-
-        model = self.model
-        batch = torch.from_numpy(np.stack(arrays))
-        batch = batch.unsqueeze(1) if batch.dim() == 3 else batch.permute(0, 3, 1, 2)
-        x = model.prepare(batch.to(self.device))
-        with torch.no_grad(), torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            start = time.perf_counter()
-            out = model(x)
-            enc_s = time.perf_counter() - start
-            start = time.perf_counter()
-            recon = model.point_reconstruction(x)
-            dec_s = time.perf_counter() - start
-        pixels = to_pixels(recon, binary=model.likelihood.binary).cpu()
-        pixels = pixels[:, 0] if arrays[0].ndim == 2 else pixels.permute(0, 2, 3, 1)
-        if model.has_continuous_latents:
-            rates = {"kl": out.rate}
-        else:
-            rates = {"fixed": out.extras["rate_fixed"], "prior": out.extras["rate_prior"]}
-        n = len(arrays)
-        return [
-            Coding(
-                np.ascontiguousarray(pixels[i].numpy()),
-                {kind: float(r[i]) for kind, r in rates.items()},
-                enc_s / n,
-                dec_s / n,
-                extra={
-                    "distortion_nats": float(out.distortion[i]),
-                    "checkpoint": self.source,
-                    **({"kl_nats": float(out.rate[i])} if "kl" in rates else {}),
-                },
-            )
-            for i in range(n)
-        ]
 
 
 def to_tiles(image: np.ndarray, side: int) -> Any:

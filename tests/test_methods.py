@@ -105,15 +105,23 @@ def test_the_kl_rate_is_the_analytic_kl_of_each_image(tiny_checkpoints, binary_t
         assert row["bit_error_rate"] == pytest.approx(expected)
 
 
-def test_the_vlae_reconstruction_is_a_seeded_draw(tiny_checkpoints, binary_test):
+def test_the_vlae_decodes_a_seeded_draw_from_p_x_given_z(tiny_checkpoints, binary_test):
     model, _ = checkpoint.load(tiny_checkpoints["vlae"])
     x = torch.from_numpy(np.stack([i.pixels for i in binary_test[:4]])).unsqueeze(1).float()
+    coded = model.compress(x)
     torch.manual_seed(123)
-    first = model.point_reconstruction(x)
-    second = model.point_reconstruction(x)  # whatever the global RNG holds now
-    assert torch.equal(first, second) and not torch.equal(first, model.point_reconstruction(x, 1))
+    first = model.decompress(coded["strings"], coded["shape"])["x_hat"]
+    second = model.decompress(coded["strings"], coded["shape"])["x_hat"]  # whatever RNG now
+    other = model.decompress(coded["strings"], coded["shape"], seed=1)["x_hat"]
+    assert torch.equal(first, second) and not torch.equal(first, other)
+    # the draw is the PixelCNN's, given the decoded z (the flow inverted at the decoded eps)
+    from vlae_models.entropy import decompress_vectors
+
+    eps = decompress_vectors(coded["strings"], coded["shape"], torch.device("cpu"))
+    z = model.prior.inverse(eps)
     torch.manual_seed(0)
-    assert torch.equal(first, model.reconstruct(x, mode="sample"))  # a draw from p(x | z)
+    drawn, _ = model.decode(z)
+    assert torch.equal(first, model.decoder.output(drawn, model.condition(z), "sample"))
 
 
 def test_greedy_vlae_decoding_takes_the_likelier_value_of_every_pixel(tiny_checkpoints,

@@ -81,12 +81,6 @@ class LatentModel(nn.Module):
         """Decoder mean at the posterior mean (or nearest code), values in [0, 1]."""
         raise NotImplementedError
 
-    def point_reconstruction(self, x: Tensor) -> Tensor:
-        """The deterministic reconstruction a checkpoint is scored with as a method: the
-        decoder mean at the posterior mean (nearest code for VQ). The VLAE overrides it with
-        a seeded draw through its autoregressive decoder."""
-        return self.reconstruct(x)
-
     def sample(self, n: int, mode: str = "mean") -> Tensor:  # pragma: no cover - abstract
         """n images from the prior: the likelihood's mean (``mode="mean"``) or a draw from it."""
         raise NotImplementedError

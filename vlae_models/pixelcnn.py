@@ -206,12 +206,6 @@ class PixelCNN(LatentModel):
         x, _ = self.sample_with_log_prob(n)
         return self.decoder.output(x, None, mode)
 
-    def point_reconstruction(self, x: Tensor) -> Tensor:
-        raise ModelError(
-            "the unconditional PixelCNN has no latent code, so nothing to reconstruct from; "
-            "its exact NLL is in `vlae-bench eval`"
-        )
-
     @torch.no_grad()
     def reconstruct(self, x: Tensor, mode: str = "mean") -> Tensor:
         """What a zero-rate code decodes to: fresh unconditional samples, unrelated to x.

@@ -270,19 +270,6 @@ class VLAE(LatentModel):
         drawn, _ = self.decode(z, greedy=mode == "mode")
         return self.decoder.output(drawn, self.condition(z), mode)
 
-    def point_reconstruction(self, x: Tensor, seed: int = 0) -> Tensor:
-        """A draw from p(x | z) at the posterior mean z with a fixed seed: deterministic for
-        the same batch, and what the decoder really produces.
-
-        Greedy decoding (``reconstruct(x, mode="mode")``) is deterministic too, but degenerate
-        for this model: from a blank context the most likely value of every pixel is the
-        background, so on 8-bit MNIST it decoded every digit to an all-black image.
-        """
-        devices = [x.device.index or 0] if x.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
-            return self.reconstruct(x, mode="sample")
-
     @torch.no_grad()
     def compress(self, x: Tensor) -> dict[str, Any]:
         """Real bits for z: the posterior mean, mapped through the flow prior to its
@@ -297,7 +284,12 @@ class VLAE(LatentModel):
         self, strings: list[bytes], shape: list[int], seed: int = 0
     ) -> dict[str, Tensor]:
         """Decode eps, invert the flow (sequential) to z, and draw x ~ p(x | z) through the
-        PixelCNN with a fixed ``seed``: deterministic, as ``point_reconstruction`` is."""
+        PixelCNN with a fixed ``seed``: deterministic, and what the decoder really produces.
+
+        Greedy decoding (``reconstruct(x, mode="mode")``) is deterministic too, but degenerate
+        for this model: from a blank context the most likely value of every pixel is the
+        background, so on 8-bit MNIST it decoded every digit to an all-black image.
+        """
         if shape[1:] != [self.config.z_dim]:
             raise ModelError(f"vlae stream does not fit: latent {shape}")
         try:
