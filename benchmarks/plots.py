@@ -45,15 +45,19 @@ def rd_figure(agg: pd.DataFrame, metric: str, title: str) -> plt.Figure | None:
     data = agg[np.isfinite(agg["bpp"].astype(float)) & np.isfinite(agg[metric].astype(float))]
     if data.empty:
         return None
-    data = data.assign(curve=curve_labels(data)).sort_values(["curve", "bpp"])
+    kind = data["rate_kind"].map(RATE_KIND_LABELS.get).rename("rate")
+    data = data.assign(curve=curve_labels(data), rate=kind).sort_values(["curve", "bpp"])
     sns.set_theme(style="whitegrid", context="notebook")
-    fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=150)
-    # real codes solid, bounds and estimates dashed: a KL bound is not a file size
-    kind_of = dict(zip(data["curve"], data["rate_kind"], strict=False))
-    dashes = {curve: "" if kind == "coded" else (4, 2) for curve, kind in kind_of.items()}
+    methods = data["method"].nunique()
+    fig, ax = plt.subplots(figsize=(7.5 + 0.15 * max(0, methods - 6), 4.8), dpi=150)
+    # One colour per method, one line style per rate kind: real codes solid, bounds and
+    # estimates dashed (a KL bound is not a file size), so a method's coded curve and its
+    # bound pair up by colour.
+    dashes = {label: "" if label == RATE_KIND_LABELS["coded"] else (4, 2) for label in kind}
+    palette = sns.color_palette("tab10" if methods <= 10 else "tab20", methods)
     sns.lineplot(
-        data=data, x="bpp", y=metric, hue="curve", style="curve",
-        markers=True, dashes=dashes, sort=True, estimator=None, ax=ax,
+        data=data, x="bpp", y=metric, hue="method", style="rate", units="curve",
+        markers=True, dashes=dashes, sort=True, estimator=None, palette=palette, ax=ax,
     )  # fmt: skip
     kinds = ", ".join(RATE_KIND_LABELS[k] for k in sorted(data["rate_kind"].unique()))
     ax.set_xlabel(f"Rate [bits per pixel] ({kinds})")
@@ -122,18 +126,27 @@ def rd_plots(agg: pd.DataFrame, out_dir: Path) -> dict[tuple[str, str, str], lis
     images are not comparable, so they get their own figure); returns
     ``{(dataset, image_set, metric): files}``."""
     written = {}
-    for (dataset, image_set), rows in agg.groupby(["dataset", "image_set"], sort=True):
-        several = agg.loc[agg["dataset"] == dataset, "image_set"].nunique() > 1
-        stem = slug(dataset) + (f"_{slug(image_set)}" if several else "")
+    views = agg.assign(view=agg["dataset"] + _options(agg))
+    for (dataset, image_set), rows in views.groupby(["dataset", "image_set"], sort=True):
+        view = rows["view"].iloc[0]
+        several = views.loc[views["view"] == view, "image_set"].nunique() > 1
+        stem = slug(view) + (f"_{slug(image_set)}" if several else "")
         n = int(rows["n_images"].max())
         for metric in ("psnr", "ms_ssim_db"):
-            title = f"{dataset}: mean over {n} image{'s' if n != 1 else ''}"
+            title = f"{view}: mean over {n} image{'s' if n != 1 else ''}"
             fig = rd_figure(rows, metric, title)
             if fig is not None:
                 written[(dataset, image_set, metric)] = save_figure(
                     fig, out_dir / f"rd_{metric}_{stem}"
                 )
     return written
+
+
+def _options(agg: pd.DataFrame) -> pd.Series:
+    """":crop=128" for rows measured on a view of their dataset, "" otherwise."""
+    if "items" not in agg:
+        return pd.Series("", index=agg.index)
+    return agg["items"].map(lambda o: f":{o}" if isinstance(o, str) and o else "")
 
 
 def bits_figure(table: pd.DataFrame, title: str) -> plt.Figure:

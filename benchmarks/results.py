@@ -204,7 +204,10 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
     means.loc[means["n_exact"] == grouped.size(), "psnr"] = np.inf  # every image exact: lossless
     means["channels"] = grouped["channels"].max()
     means["n_images"] = grouped["image"].nunique()
-    means["image_set"] = grouped["image"].agg(image_set_label)
+    means["image_set"] = [
+        image_set_label(images, _option(key, group))
+        for key, images in grouped["image"].agg(list).items()
+    ]
     order = ["dataset", "method", "value"]
     return means.reset_index().sort_values(order, ignore_index=True)
 
@@ -218,9 +221,18 @@ def psnr_ceiling(frame: pd.DataFrame) -> pd.Series:
     return 10.0 * np.log10(255.0**2 * samples.astype(float))
 
 
-def image_set_label(images: Iterable[str]) -> str:
+def _option(key: tuple, group: list[str]) -> str:
+    """The ``items`` option (``crop=128``, ``patches=64``...) of an aggregate's group key."""
+    value = key[group.index("items")] if "items" in group else ""
+    return value if isinstance(value, str) else ""
+
+
+def image_set_label(images: Iterable[str], items: str = "") -> str:
+    """"N images, set DIGEST": the digest covers the names and the items option, so the
+    crops of a dataset are another set than its whole images, though their names agree."""
     names = sorted(set(map(str, images)))
     if names == [ALL_IMAGES]:
         return "split"
-    digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:6]
+    text = "\n".join(names) + (f"\n@{items}" if items else "")
+    digest = hashlib.sha256(text.encode()).hexdigest()[:6]
     return f"{len(names)} image{'s' if len(names) != 1 else ''}, set {digest}"
