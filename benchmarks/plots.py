@@ -143,7 +143,7 @@ def rd_plots(agg: pd.DataFrame, out_dir: Path) -> dict[tuple[str, str, str], lis
 
 
 def _options(agg: pd.DataFrame) -> pd.Series:
-    """":crop=128" for rows measured on a view of their dataset, "" otherwise."""
+    """ ":crop=128" for rows measured on a view of their dataset, "" otherwise."""
     if "items" not in agg:
         return pd.Series("", index=agg.index)
     return agg["items"].map(lambda o: f":{o}" if isinstance(o, str) and o else "")

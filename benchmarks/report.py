@@ -62,6 +62,9 @@ def _display(agg: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
     return table[list(keep)].rename(columns=keep)
 
 
+BD_COLUMNS = ("BD-rate PSNR [%]", "BD-PSNR [dB]", "BD-rate MS-SSIM [%]")
+
+
 def bd_table(agg: pd.DataFrame, anchor: str) -> pd.DataFrame:
     """BD-rate and BD-PSNR of every lossy coded curve against the anchor's curve."""
     curves = {m: rows.sort_values("bpp") for m, rows in agg.groupby("method")}
@@ -71,6 +74,9 @@ def bd_table(agg: pd.DataFrame, anchor: str) -> pd.DataFrame:
         if method == anchor:
             continue
         row = {"method": method, "anchor": anchor}
+        if len(curve) < 2:
+            rows.append({**row, **dict.fromkeys(BD_COLUMNS, "n/a (one point: BD needs a curve)")})
+            continue
         for name, fn, dist in (
             ("BD-rate PSNR [%]", metrics.bd_rate, "psnr"),
             ("BD-PSNR [dB]", metrics.bd_psnr, "psnr"),
@@ -93,15 +99,15 @@ def gap_table(agg: pd.DataFrame) -> pd.DataFrame:
     whole container's rate, and encode/decode speed."""
     key = ["method", "value"]
     coded = agg[agg["rate_kind"] == "coded"]
-    claimed = agg[agg["rate_kind"].isin(GAP_KINDS)][[*key, "rate_kind", "bpp"]]
-    merged = claimed.merge(coded, on=key, suffixes=("_claimed", ""))
+    stated = agg[agg["rate_kind"].isin(GAP_KINDS)][[*key, "rate_kind", "bpp"]]
+    merged = stated.merge(coded, on=key, suffixes=("_stated", ""))
     if merged.empty:
         return merged
     table = pd.DataFrame({
         "method": merged["method"], "value": merged["value"],
-        "claimed rate": merged["rate_kind_claimed"].map(RATE_KIND_LABELS),
-        "claimed bpp": merged["bpp_claimed"], "coded bpp (payload)": merged["bpp"],
-        "gap [%]": (merged["bpp"] / merged["bpp_claimed"] - 1) * 100,
+        "stated rate": merged["rate_kind_stated"].map(RATE_KIND_LABELS),
+        "stated bpp": merged["bpp_stated"], "coded bpp (payload)": merged["bpp"],
+        "gap [%]": (merged["bpp"] / merged["bpp_stated"] - 1) * 100,
         "container bpp": merged.get("container_bpp"),
         "enc [img/s]": 1 / merged["enc_s"], "dec [img/s]": 1 / merged["dec_s"],
     })  # fmt: skip
@@ -116,7 +122,10 @@ def is_lossless(agg: pd.DataFrame) -> pd.Series:
 def markdown_table(table: pd.DataFrame) -> str:
     table = table.copy()
     for column in table.columns:  # counts stored as floats print as 10000, not 1e+04
-        if table[column].dtype == object or table.empty:
+        if table[column].dtype == object:  # numbers among notes ("n/a (...)"): as floatfmt
+            table[column] = table[column].map(lambda v: f"{v:.4g}" if isinstance(v, float) else v)
+            continue
+        if table.empty:
             continue
         values = pd.to_numeric(table[column], errors="coerce")
         if values.notna().all() and (values == values.round()).all() and values.abs().max() < 2**53:

@@ -228,7 +228,7 @@ def _option(key: tuple, group: list[str]) -> str:
 
 
 def image_set_label(images: Iterable[str], items: str = "") -> str:
-    """"N images, set DIGEST": the digest covers the names and the items option, so the
+    """ "N images, set DIGEST": the digest covers the names and the items option, so the
     crops of a dataset are another set than its whole images, though their names agree."""
     names = sorted(set(map(str, images)))
     if names == [ALL_IMAGES]:
