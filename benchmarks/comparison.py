@@ -18,8 +18,6 @@ from __future__ import annotations
 import json
 import operator
 import re
-import tomllib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +29,8 @@ from benchmarks.plots import arm_comparison_figure, draws_figure, save_figure, t
 from benchmarks.report import markdown_table
 from benchmarks.results import PARQUET, read_results
 from benchmarks.runs import load_runs
+from benchmarks.spec import Arm, Spec
+from benchmarks.spec import load_spec as read_spec
 from vlae_models.files import atomic_write
 from vlae_models.train import LOG_NAME
 
@@ -39,60 +39,10 @@ _OPS = {"<": operator.lt, ">": operator.gt, "<=": operator.le, ">=": operator.ge
 _EXPECTATION = re.compile(r"^\s*(\S+)\s*(<=|>=|<|>)\s*(\S+)\s*$")
 
 
-@dataclass(frozen=True)
-class Arm:
-    name: str
-    label: str
-    model: str
-    seeds: tuple[int, ...]
-    paper: dict[str, dict[str, Any]]  # dataset -> {"nll": ..., "kl": ..., "source": ...}
-
-
-@dataclass(frozen=True)
-class Spec:
-    name: str
-    title: str
-    paper: str
-    split: str
-    arms: tuple[Arm, ...]
-    expectations: tuple[str, ...]
-    references: dict[str, dict[str, float]]  # dataset -> {model: NLL} reported in the paper
-
-
 def load_spec(path: Path) -> Spec:
-    """Read and check a comparison spec (see ``benchmarks/specs/vlae_mnist.toml``)."""
-    try:
-        raw = tomllib.loads(Path(path).read_text())
-    except FileNotFoundError as err:
-        raise BenchError(f"no spec at {path}") from err
-    except tomllib.TOMLDecodeError as err:
-        raise BenchError(f"{path} is not valid TOML: {err}") from err
-    head = raw.get("spec", {})
-    arms = []
-    for entry in raw.get("arms", []):
-        if "name" not in entry or "model" not in entry:
-            raise BenchError(f"{path}: every [[arms]] entry needs a name and a model")
-        arms.append(
-            Arm(
-                name=entry["name"],
-                label=entry.get("label", entry["name"]),
-                model=entry["model"],
-                seeds=tuple(entry.get("seeds", [1])),
-                paper=entry.get("paper", {}),
-            )
-        )
-    if not arms:
-        raise BenchError(f"{path} defines no [[arms]]")
-    spec = Spec(
-        name=head.get("name", Path(path).stem),
-        title=head.get("title", ""),
-        paper=head.get("paper", ""),
-        split=raw.get("eval", {}).get("split", "test"),
-        arms=tuple(arms),
-        expectations=tuple(raw.get("expectations", {}).get("checks", [])),
-        references=raw.get("references", {}),
-    )
-    for text in spec.expectations:
+    """Read and check a comparison spec (``benchmarks.spec``), its expectations included."""
+    spec = read_spec(path)
+    for text in spec.expectations.checks:
         _parse_expectation(text, spec)
     return spec
 
@@ -188,7 +138,7 @@ def comparison_table(spec: Spec, per_seed: pd.DataFrame, dataset: str) -> pd.Dat
     for arm in spec.arms:
         mine = per_seed[per_seed["arm"] == arm.name]
         paper_dataset, paper = _paper_values(arm, dataset)
-        row: dict[str, Any] = {"arm": arm.name, "label": arm.label, "seeds": len(mine)}
+        row: dict[str, Any] = {"arm": arm.name, "label": arm.title, "seeds": len(mine)}
         for metric in METRICS:
             values = mine[metric].astype(float)
             row[metric] = values.mean() if len(values) else np.nan
@@ -214,7 +164,7 @@ def check_expectations(spec: Spec, table: pd.DataFrame) -> pd.DataFrame:
     arm has no results yet)."""
     by_arm = table.set_index("arm")
     rows = []
-    for text in spec.expectations:
+    for text in spec.expectations.checks:
         left, op, right = _parse_expectation(text, spec)
         lhs, rhs = (
             side if isinstance(side, float) else float(by_arm.loc[side[0], side[1]])
@@ -341,6 +291,6 @@ def draw_grids(spec: Spec, root: Path, name: str) -> dict[str, Path]:
         for seed in arm.seeds:
             found = sorted((root / f"{arm.name}-s{seed}").rglob(name))
             if found:
-                grids[f"{arm.label} (seed {seed})"] = found[0]
+                grids[f"{arm.title} (seed {seed})"] = found[0]
                 break
     return grids

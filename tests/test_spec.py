@@ -1,0 +1,118 @@
+"""Specs: validated on load (errors name the key and its line), expanded into jobs with
+stable ids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import benchmarks
+from benchmarks.errors import BenchError
+from benchmarks.spec import expand, load_spec
+
+SHIPPED = Path(benchmarks.__file__).parent / "specs" / "vlae_mnist.toml"
+GRID = """
+[spec]
+name = "grid"
+[data]
+datasets = ["binarized-mnist"]
+[train]
+steps = 100
+lr = 0.001
+[profiles.smoke]
+train = { steps = 5 }
+[[arms]]
+name = "bvae"
+model = "beta-vae"
+set = { width = 16 }
+seeds = [0, 1]
+grid = { beta = [0.5, 1.0], latent_dim = [8, 16] }
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "spec.toml"
+    path.write_text(text)
+    return path
+
+
+def test_the_shipped_spec_expands_to_its_arms_seeds_and_datasets():
+    spec = load_spec(SHIPPED)
+    jobs = expand(spec, "smoke")
+    expected = sum(len(a.seeds) for a in spec.arms) * len(spec.data.datasets)
+    assert len(jobs) == expected and len({j.job_id for j in jobs}) == expected
+    vlae = next(j for j in jobs if j.folder == "vlae-binarized-mnist-s1")
+    # the profile's budget over the spec's, the seed from the arm
+    assert vlae.train_config == {**spec.train, **spec.profiles["smoke"].train, "seed": 1}
+    assert vlae.eval_config["iw_samples"] == 64 and vlae.eval_config["train_split"] == "trainval"
+    # ids are a function of the resolved config: stable across loads, changed by the budget
+    assert [j.job_id for j in expand(load_spec(SHIPPED), "smoke")] == [j.job_id for j in jobs]
+    full = {j.folder: j.job_id for j in expand(spec)}
+    assert full["vlae-binarized-mnist-s1"] != vlae.job_id
+
+
+def test_a_grid_is_every_combination_split_between_model_and_training(tmp_path):
+    jobs = expand(load_spec(_write(tmp_path, GRID)), "smoke")
+    assert len(jobs) == 2 * 2 * 2  # beta x latent_dim x seeds
+    job = next(j for j in jobs if j.folder == "bvae-binarized-mnist-beta0.5-latent_dim16-s1")
+    assert job.train_config == {"steps": 5, "lr": 0.001, "beta": 0.5, "seed": 1}
+    assert job.model_config == {"width": 16, "latent_dim": 16}
+    # logging cadence does not change a number, so it does not change the id
+    quiet = GRID.replace("steps = 5 }", "steps = 5, log_every = 7 }")
+    again = expand(load_spec(_write(tmp_path, quiet)), "smoke")
+    assert [j.job_id for j in again] == [j.job_id for j in jobs]
+
+
+@pytest.mark.parametrize(
+    ("edit", "line_with", "fragment"),
+    [
+        (lambda s: s + "[extra]\nx = 1\n", "[extra]", "extra: Extra inputs are not permitted"),
+        (lambda s: s.replace("seeds = [0, 1]", 'seeds = "zero"'), "seeds =", "arms.0.seeds"),
+        (
+            lambda s: s.replace("lr = 0.001", "lr = 0.001\nlearning_rate = 1"),
+            "learning_rate",
+            "train.learning_rate: not a field of TrainConfig",
+        ),
+        (
+            lambda s: s.replace("width = 16", "widht = 16"),
+            "widht",
+            "arms.0.set.widht: not a field of BetaVAEConfig",
+        ),
+        (
+            lambda s: s.replace("latent_dim = [8, 16]", "latent = [8, 16]"),
+            "latent =",
+            "arms.0.grid.latent: not a field of BetaVAEConfig or TrainConfig",
+        ),
+        (
+            lambda s: s.replace("beta = [0.5, 1.0]", "beta = []"),
+            "beta = []",
+            "arms.0.grid.beta: the grid has no values",
+        ),
+        (
+            lambda s: s.replace('model = "beta-vae"', 'model = "beta-vea"'),
+            "beta-vea",
+            "unknown model 'beta-vea'",
+        ),
+    ],
+)
+def test_a_bad_spec_names_the_key_and_its_line(tmp_path, edit, line_with, fragment):
+    text = edit(GRID)
+    line = next(i for i, row in enumerate(text.splitlines(), 1) if line_with in row)
+    with pytest.raises(BenchError) as caught:
+        load_spec(_write(tmp_path, text))
+    message = str(caught.value)
+    assert f"spec.toml:{line}: {fragment}" in message and "\n" not in message, message
+
+
+def test_a_spec_that_is_not_toml_is_one_line(tmp_path):
+    with pytest.raises(BenchError, match="is not valid TOML"):
+        load_spec(_write(tmp_path, GRID.replace("[spec]", "[spec")))
+
+
+def test_an_unknown_profile_or_arm_is_refused(tmp_path):
+    spec = load_spec(_write(tmp_path, GRID))
+    with pytest.raises(BenchError, match="no profile 'paper'; profiles: \\['smoke'\\]"):
+        expand(spec, "paper")
+    with pytest.raises(BenchError, match="no arm 'vlae'"):
+        expand(spec, only=["vlae"])
