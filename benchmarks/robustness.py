@@ -110,6 +110,9 @@ def fuzz_spec(
     method = settings[0].build()
     if not hasattr(method, "decode"):
         raise MethodError(f"{settings[0].label} writes no stream to mutate (no decode)")
+    import torch
+
+    torch.set_num_threads(1)  # as in evaluation: small ops on busy cores crawl with more
     method.setup(device)
     images = [item.pixels for item in load_items(dataset, data_dir=data_dir, limit=limit)]
     return fuzz(method, images, n, seed)
