@@ -239,12 +239,14 @@ def models_command() -> None:
     from vlae_models.core import available_models
     from vlae_models.train import TrainConfig
 
-    for entry in available_models():
-        typer.echo(f"{entry.name:10} {entry.description}")
+    entries = available_models()
+    width = max(len(entry.name) for entry in entries)
+    for entry in entries:
+        typer.echo(f"{entry.name:{width}} {entry.description}")
         fields = ", ".join(f"{k}={v!r}" for k, v in field_defaults(entry.config_cls).items())
-        typer.echo(f"{'':10} config: {fields}")
+        typer.echo(f"{'':{width}} config: {fields}")
     fields = ", ".join(f"{k}={v!r}" for k, v in field_defaults(TrainConfig).items())
-    typer.echo(f"{'training':10} (every model) {fields}")
+    typer.echo(f"{'training':{width}} (every model) {fields}")
 
 
 @app.command("train")
