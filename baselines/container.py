@@ -31,6 +31,7 @@ from baselines.method import MethodError
 MAGIC = b"VLBS"
 VERSION = 1
 MAX_STRINGS = 1 << 16
+MAX_PIXELS = 1 << 26  # 8192 x 8192: a forged header must not make the decoder allocate more
 # Coder tables that CompressAI's update() derives from the weights: not part of their identity.
 DERIVED_BUFFERS = {"_quantized_cdf", "_offset", "_cdf_length", "scale_table"}
 
@@ -132,6 +133,15 @@ def identity(method: str, module: Any, device: Any) -> dict[str, Any]:
         "versions": f"torch {torch.__version__.split('+')[0]} compressai {compressai.__version__}",
         "device": device_class,
     }  # fmt: skip
+
+
+def image_shape(value: Any) -> list[int]:
+    """The header's image shape: H x W or H x W x C, at most ``MAX_PIXELS`` pixels."""
+    rank = 3 if isinstance(value, list) and len(value) == 3 else 2
+    shape = positive_ints(value, rank)
+    if shape[0] * shape[1] > MAX_PIXELS:
+        raise StreamError(f"stream header claims a {shape[0]}x{shape[1]} image, over the limit")
+    return shape
 
 
 def positive_ints(value: Any, length: int, limit: int = 1 << 16) -> list[int]:

@@ -142,7 +142,7 @@ class CompressAICodec(Method):
         import torch
 
         stream = container.unpack(data, self.identity)
-        h, w = container.positive_ints(stream.header.get("image"), 2)
+        h, w = container.image_shape(stream.header.get("image"))[:2]
         latent = container.positive_ints(stream.header.get("latent"), 2)
         stride = 16 if self.name == "bmshj2018-factorized" else 64  # y's grid, or z's
         if latent != [-(-h // PAD) * PAD // stride, -(-w // PAD) * PAD // stride]:

@@ -97,9 +97,7 @@ class ModelMethod(Method):
         from vlae_models.core import ModelError, to_pixels
 
         stream = container.unpack(data, self.identity)
-        shape = stream.header.get("image")
-        rank = 3 if isinstance(shape, list) and len(shape) == 3 else 2
-        shape = container.positive_ints(shape, rank)
+        shape = container.image_shape(stream.header.get("image"))
         latent = container.positive_ints(stream.header.get("latent"), 2)
         side = self.model.config.image_size
         if latent[0] != math.ceil(shape[0] / side) * math.ceil(shape[1] / side) or (

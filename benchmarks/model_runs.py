@@ -128,14 +128,15 @@ def eval_to(
     from vlae_models.zoo import resolve
 
     path = resolve(checkpoint)
-    model_name = read_meta(path).get("model")
+    meta = read_meta(path)
+    model_name = meta.get("model")
     if model_name in SIZES:  # a CompressAI net has no likelihood to evaluate
         raise BenchError(
             f"{checkpoint} is a {model_name}, a codec: evaluate it with "
             f"`vlae-bench codecs -c {model_name}:{checkpoint}`"
         )
     job = Job("eval", {
-        "checkpoint": str(checkpoint), "weights_sha256": read_meta(path).get("data_sha256"),
+        "checkpoint": str(checkpoint), "weights_sha256": meta.get("data_sha256"),
         "dataset": dataset, "split": split, "iw_samples": iw_samples, "weights": weights,
         "limit": limit,
     })  # fmt: skip

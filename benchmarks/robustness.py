@@ -112,7 +112,11 @@ def fuzz_spec(
         raise MethodError(f"{settings[0].label} writes no stream to mutate (no decode)")
     import torch
 
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in evaluation: small ops on busy cores crawl with more
-    method.setup(device)
-    images = [item.pixels for item in load_items(dataset, data_dir=data_dir, limit=limit)]
-    return fuzz(method, images, n, seed)
+    try:
+        method.setup(device)
+        images = [item.pixels for item in load_items(dataset, data_dir=data_dir, limit=limit)]
+        return fuzz(method, images, n, seed)
+    finally:
+        torch.set_num_threads(threads)

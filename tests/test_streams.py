@@ -243,6 +243,10 @@ def test_the_container_refuses_other_weights_and_warns_on_another_setup(trained,
         assert np.array_equal(method.decode(moved), method.decode(data))
     with pytest.raises(StreamError, match="CRC"):
         method.decode(data[:-1] + bytes([data[-1] ^ 1]))
+    # a forged header cannot make the decoder allocate an enormous image
+    huge = _edit_header(data, b'"image":[64,64]', b'"image":[60000,60000]')
+    with pytest.raises(StreamError, match="60000x60000 image, over the limit"):
+        method.decode(huge)
 
 
 def _edit_header(data: bytes, old: bytes, new: bytes) -> bytes:
