@@ -206,6 +206,66 @@ def compare(
 
 
 @app.command()
+def sweep(
+    spec: Path = typer.Argument(..., help="Spec, e.g. benchmarks/specs/beta_sweep_mnist.toml."),
+    out: Path = typer.Option(..., help="Sweep folder: one folder per job, the table, report."),
+    profile: str | None = typer.Option(None, help="Budget profile of the spec (smoke, cpu...)."),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Jobs run at once."),
+    threads: int = typer.Option(1, min=1, help="Torch threads per job."),
+    launcher: str = typer.Option("local", help="local (worker processes) or submitit."),
+    cluster_param: list[str] = typer.Option(
+        [],
+        "--cluster-param",
+        help="submitit parameter KEY=VALUE (slurm_partition=gpu, "
+        "timeout_min=240, gpus_per_node=1, cluster=local...). Repeatable.",
+    ),  # fmt: skip
+    only: list[str] = typer.Option([], "--only", help="Run only this arm. Repeatable."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the jobs and their state."),
+    data_dir: Path | None = DataDir,
+    device: str = typer.Option("cpu", help="Device for training and evaluation."),
+    anchor: str | None = typer.Option(None, help="Anchor arm for BD-rate (default jpeg)."),
+) -> None:
+    """Run a spec's jobs (train, evaluate, collect, report); rerunning resumes."""
+    from benchmarks.report import markdown_table
+    from benchmarks.spec import expand, load_spec
+    from benchmarks.sweep import describe, finish_sweep, run_sweep
+
+    loaded = load_spec(spec)
+    expanded = expand(loaded, profile, only or None)
+    if dry_run:
+        typer.echo(markdown_table(describe(expanded, out)))
+        return
+    start = time.perf_counter()
+    summary = run_sweep(
+        expanded, out, launcher=launcher, workers=jobs, threads=threads, data_dir=data_dir,
+        device=device, cluster_params=_key_values(cluster_param), echo=echo_err,
+    )  # fmt: skip
+    table, files = finish_sweep(loaded, expanded, out, anchor=anchor)
+    if not table.empty:
+        typer.echo(table.to_string(index=False))
+    typer.echo(f"{len(expanded)} jobs, {time.perf_counter() - start:.0f} s -> {files[0]}")
+    for folder, error in summary.errors.items():
+        echo_err(f"failed: {folder}: {error}")
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+def _key_values(pairs: list[str]) -> dict[str, object]:
+    import json
+
+    parsed = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{pair!r}: write KEY=VALUE")
+        try:
+            parsed[key] = json.loads(value)
+        except ValueError:
+            parsed[key] = value
+    return parsed
+
+
+@app.command()
 def demo(
     out: Path = typer.Option(Path("vlae-bench-demo"), help="Run folder for the demo."),
     workers: int | None = typer.Option(None, min=1, help="Processes (default: all cores)."),

@@ -48,6 +48,47 @@ RATE_KIND_LABELS = {
 }
 
 
+ARM_MEANS = ["bpp", "bits_per_dim", "rate_nats", "distortion_nats", "nll_nats", "psnr",
+             "ssim", "ms_ssim_db"]  # fmt: skip
+ARM_COLUMNS = {
+    "dataset": "dataset", "method": "arm", "value": "β/λ/q", "rate_kind": "rate kind",
+    "estimator": "estimator", "seeds": "seeds", "bpp": "bpp", "bits_per_dim": "bits/dim",
+    "rate_nats": "rate [nats]", "distortion_nats": "distortion [nats]", "nll_nats": "NLL [nats]",
+    "psnr": "PSNR [dB]", "ssim": "SSIM", "ms_ssim_db": "MS-SSIM [dB]", "nll_sd": "NLL sd",
+    "psnr_sd": "PSNR sd", "bpp_sd": "bpp sd",
+}  # fmt: skip
+
+
+def arm_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per arm, grid value, rate kind and estimator: the mean over seeds of each seed's
+    numbers (per-image rows averaged first; split-level rows as they are), with the standard
+    deviation over seeds of bpp, NLL and PSNR (NaN for one seed)."""
+    per_image = frame[frame["image"] != ALL_IMAGES]
+    parts = []
+    if not per_image.empty:
+        parts.append(aggregate(per_image).assign(estimator="per image"))
+    split = frame[frame["image"] == ALL_IMAGES]
+    if not split.empty:
+        parts.append(split.assign(estimator=split["estimator"].fillna("") + split.get(
+            "iw_samples", pd.Series(np.nan, index=split.index)).map(
+            lambda k: f" k={int(k)}" if k == k and k else "")))  # fmt: skip
+    if not parts:
+        return pd.DataFrame(columns=list(ARM_COLUMNS.values()))
+    rows = pd.concat(parts, ignore_index=True)
+    rows["seed"] = rows["seed"].fillna("") if "seed" in rows else ""
+    keys = ["dataset", "method", "value", "rate_kind", "estimator"]
+    numbers = rows[ARM_MEANS].apply(pd.to_numeric, errors="coerce")
+    grouped = pd.concat([rows[keys + ["seed"]], numbers], axis=1).groupby(
+        keys, dropna=False, sort=True
+    )
+    table = grouped[ARM_MEANS].mean()
+    table["seeds"] = grouped["seed"].nunique()
+    for column in ("nll_nats", "psnr", "bpp"):
+        table[f"{column.split('_')[0]}_sd"] = grouped[column].std(ddof=1)
+    table = table.reset_index().dropna(axis=1, how="all")
+    return table[[c for c in ARM_COLUMNS if c in table]].rename(columns=ARM_COLUMNS)
+
+
 def model_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Split-level model evaluations: the columns that some row fills, in a fixed order."""
     columns = {k: v for k, v in MODEL_COLUMNS.items() if k in frame and frame[k].notna().any()}
@@ -180,6 +221,7 @@ def render_report(
     runs: list[dict] | None = None,
     anchor: str | None = None,
     latex: bool = False,
+    spec: object | None = None,
 ) -> list[Path]:
     """Write ``report.md`` (and ``report.tex``) plus figures into ``out_dir``; return the files."""
     from benchmarks.plots import bits_figure, rd_plots, save_figure, slug

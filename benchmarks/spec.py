@@ -1,12 +1,19 @@
 """Declarative comparison specs (``benchmarks/specs/*.toml``): validated on load, expanded
 into jobs.
 
-A spec names its data, a shared training config, the evaluation, named budget profiles and
-the arms. Each arm is a registered model with its config (``set``) and training overrides
-(``train``), its seeds, and a grid (``grid = { beta = [0.5, 1, 2] }``: any model-config or
-``TrainConfig`` field, every combination one job). :func:`expand` turns a spec and a profile
-into :class:`SweepJob` s, each with a stable id: a hash of its resolved config, so the same
-job has the same id in every run and on every machine.
+A spec names its data, a shared training config, the evaluation passes, named budget
+profiles and the arms. An arm is either a registered model (trained, or loaded from
+``weights``) with its config (``set``), training overrides (``train``), seeds and a grid
+(``grid = { beta = [0.5, 1, 2] }``: any model-config or ``TrainConfig`` field, every
+combination one job), or a codec (``codec = "jpeg"``, ``quality = "10:90:20"``), evaluated
+once. :func:`expand` turns a spec and a profile into :class:`SweepJob` s, each with a stable
+id: a hash of its resolved config, so the same job has the same id in every run and on every
+machine.
+
+Each evaluation pass is ``likelihood`` (split-level ELBO, IWAE, KL, I(x;z):
+:func:`benchmarks.model_runs.eval_to`) or ``codec`` (per-image real bitstreams and image
+metrics: :func:`benchmarks.evaluation.evaluate_to`). Codecs and CompressAI nets take only the
+codec passes.
 
 Every key is checked when the spec loads: unknown sections and keys, a wrong type, a
 ``train`` key that is not a ``TrainConfig`` field or a ``set`` key that is not a field of the
@@ -18,11 +25,11 @@ from __future__ import annotations
 import itertools
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from benchmarks.errors import BenchError
 from benchmarks.runs import job_id
@@ -44,30 +51,67 @@ class Data(_Strict):
     train_split: str = "train"
 
 
-class Evaluation(_Strict):
-    """``split`` and the paper's importance-sample count; the other keys are ``evaluate``
-    keywords (``iw_samples``, ``batch_size``, ``max_iw_rows``...)."""
+class EvalPass(_Strict):
+    """One evaluation of each job's model (or codec). ``dataset`` and ``split`` default to the
+    job's dataset and the spec's ``eval.split``; ``limit`` spreads N items evenly over it."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    kind: Literal["likelihood", "codec"] = "likelihood"
+    dataset: str | None = None
+    split: str | None = None
+    limit: int | None = Field(None, ge=1)
+    iw_samples: int = Field(0, ge=0)  # likelihood passes: k of the IWAE bound (0: ELBO only)
+    batch_size: int = Field(256, ge=1)
+
+
+class Evaluation(_Strict):
     split: str = "test"
-    iw_samples_paper: int | None = None
+    iw_samples_paper: int | None = None  # what the paper used, for the report
+    passes: dict[str, EvalPass] = Field(default_factory=lambda: {"elbo": EvalPass()})
+
+
+PassOverrides = dict[str, dict[str, Any]]  # pass name -> EvalPass fields
+
+
+class ArmBudget(_Strict):
+    """A profile's settings for one arm: its training budget, pass overrides, weights."""
+
+    train: dict[str, Any] = Field(default_factory=dict)
+    eval: PassOverrides = Field(default_factory=dict)
+    weights: str | None = None
 
 
 class Profile(_Strict):
+    datasets: list[str] | None = None
+    train_split: str | None = None
     train: dict[str, Any] = Field(default_factory=dict)
-    eval: dict[str, Any] = Field(default_factory=dict)
+    eval: PassOverrides = Field(default_factory=dict)
+    arms: dict[str, ArmBudget] = Field(default_factory=dict)
 
 
 class Arm(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    model: str
+    model: str | None = None
+    codec: str | None = None  # a method of `vlae-bench codecs --list`, NAME[=VALUES]
+    quality: str | None = None  # the codec's quality sweep, as `--quality`
+    weights: str | None = None  # skip training: zoo:NAME or a path; {key} takes grid values
     label: str = ""
     set: dict[str, Any] = Field(default_factory=dict)
     train: dict[str, Any] = Field(default_factory=dict)
+    eval: PassOverrides = Field(default_factory=dict)
     seeds: list[int] = Field(default_factory=lambda: [1], min_length=1)
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     paper: dict[str, dict[str, Any]] = Field(default_factory=dict)
     expect: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _model_or_codec(self) -> Arm:
+        if (self.model is None) == (self.codec is None):
+            raise ValueError("give exactly one of model = ... or codec = ...")
+        if self.codec is not None and (self.set or self.train or self.grid or self.weights):
+            raise ValueError("a codec arm takes no set, train, grid or weights")
+        if self.model is not None and self.quality is not None:
+            raise ValueError("quality applies to codec arms")
+        return self
 
     @property
     def title(self) -> str:
@@ -111,29 +155,42 @@ class Spec(_Strict):
         raise BenchError(f"{self.name} has no arm {name!r}; arms: {[a.name for a in self.arms]}")
 
 
+CADENCE = {"checkpoint_every", "log_every", "eval_every", "progress", "device"}
+
+
 @dataclass(frozen=True)
 class SweepJob:
-    """One (arm, dataset, seed, grid point): what to train and evaluate, fully resolved."""
+    """One (arm, dataset, seed, grid point): what to train and evaluate, fully resolved.
+
+    A codec arm's job has ``codec`` set and no model, training or seed of its own.
+    """
 
     arm: str
     dataset: str
-    seed: int
+    seed: int | None
     point: tuple[tuple[str, Any], ...]  # the grid values, in the arm's grid order
-    model: str
+    model: str | None
     model_config: dict[str, Any]
     train_config: dict[str, Any]
-    eval_config: dict[str, Any]
+    passes: dict[str, dict[str, Any]]  # pass name -> resolved EvalPass fields
+    train_split: str = "train"
+    weights: str | None = None
+    codec: str | None = None
+    quality: str | None = None
+    folder: str = ""
+    label: str = field(default="", compare=False)
 
     @property
     def config(self) -> dict[str, Any]:
         """What determines the job's numbers: logging and checkpoint cadence do not."""
-        from vlae_models.train import _RESUMABLE_CHANGES
-
-        cadence = (_RESUMABLE_CHANGES - {"steps", "epochs"}) | {"device"}
-        train = {k: v for k, v in self.train_config.items() if k not in cadence}
+        if self.codec is not None:
+            return {"codec": self.codec, "quality": self.quality, "dataset": self.dataset,
+                    "passes": self.passes}  # fmt: skip
+        train = {k: v for k, v in self.train_config.items() if k not in CADENCE}
         return {
-            "model": self.model, "dataset": self.dataset, "model_config": self.model_config,
-            "train_config": train, "eval": self.eval_config,
+            "model": self.model, "dataset": self.dataset, "train_split": self.train_split,
+            "model_config": self.model_config, "train_config": train, "weights": self.weights,
+            "passes": self.passes,
         }  # fmt: skip
 
     @property
@@ -141,11 +198,16 @@ class SweepJob:
         return job_id("sweep-job", self.config)
 
     @property
-    def folder(self) -> str:
-        """``ARM-DATASET[-KEYVALUE...]-sSEED``: readable and unique within a spec."""
-        grid = "".join(f"-{key}{value:g}" if isinstance(value, float | int) else
-                       f"-{key}{value}" for key, value in self.point)  # fmt: skip
-        return f"{self.arm}-{self.dataset}{grid}-s{self.seed}"
+    def trains(self) -> bool:
+        return self.codec is None and self.weights is None
+
+
+def job_folder(arm: str, dataset: str | None, point: tuple, seed: int | None) -> str:
+    """``[DATASET/]ARM[-KEYVALUE...][-sSEED]``: readable and unique within a spec."""
+    grid = "".join(f"-{key}{value:g}" if isinstance(value, float | int) else
+                   f"-{key}{value}" for key, value in point)  # fmt: skip
+    name = f"{arm}{grid}" + (f"-s{seed}" if seed is not None else "")
+    return f"{dataset}/{name}" if dataset else name
 
 
 def load_spec(path: Path | str) -> Spec:
@@ -171,25 +233,37 @@ def load_spec(path: Path | str) -> Spec:
 
 def _check_fields(path: Path, text: str, spec: Spec, index: int, arm: Arm) -> None:
     """Every ``train`` key a TrainConfig field, every ``set`` key a model-config field, every
-    grid key one of the two, and the model registered."""
+    grid key one of the two, every pass override a pass's field, and the model or codec
+    registered."""
     from vlae_models.config import field_defaults
-    from vlae_models.core import ModelError, get_entry
     from vlae_models.train import TrainConfig
 
-    try:
-        entry = get_entry(arm.model)
-    except ModelError as err:
-        raise BenchError(f"{path}:{_line_of(text, ('arms', index, 'model'))}: {err}") from None
     training = ("TrainConfig", set(field_defaults(TrainConfig)))
-    model = (entry.config_cls.__name__, set(field_defaults(entry.config_cls)))
-    either = (f"{model[0]} or TrainConfig", training[1] | model[1])
+    budgets = [(name, p.arms[arm.name]) for name, p in spec.profiles.items() if arm.name in p.arms]
     tables = [
         (("train",), spec.train, training),
-        (("arms", index, "train"), arm.train, training),
-        (("arms", index, "set"), arm.set, model),
-        (("arms", index, "grid"), arm.grid, either),
         *((("profiles", name, "train"), p.train, training) for name, p in spec.profiles.items()),
     ]
+    if arm.model is not None:
+        config_cls = _model_entry(path, text, index, arm).config_cls
+        model = (config_cls.__name__, set(field_defaults(config_cls)))
+        either = (f"{model[0]} or TrainConfig", training[1] | model[1])
+        tables += [
+            (("arms", index, "train"), arm.train, training),
+            (("arms", index, "set"), arm.set, model),
+            (("arms", index, "grid"), arm.grid, either),
+            *((("profiles", name, "arms", arm.name, "train"), b.train, training)
+              for name, b in budgets),
+        ]  # fmt: skip
+    else:
+        from baselines.method import METHODS
+
+        name = arm.codec.partition("=")[0].partition(":")[0].strip()
+        if name not in METHODS:
+            raise BenchError(
+                f"{_where(path, text, ('arms', index, 'codec'))}: unknown codec {name!r}; "
+                f"see `vlae-bench codecs --list`"
+            )
     for where, table, (what, allowed) in tables:
         for key, value in table.items():
             loc = (*where, key)
@@ -197,6 +271,33 @@ def _check_fields(path: Path, text: str, spec: Spec, index: int, arm: Arm) -> No
                 raise BenchError(f"{_where(path, text, loc)}: not a field of {what}")
             if where[-1] == "grid" and not value:
                 raise BenchError(f"{_where(path, text, loc)}: the grid has no values")
+    overrides = [(("arms", index, "eval"), arm.eval)] + [
+        (("profiles", name, "arms", arm.name, "eval"), b.eval) for name, b in budgets
+    ]
+    if index == 0:
+        overrides += [(("profiles", name, "eval"), p.eval) for name, p in spec.profiles.items()]
+    for where, table in overrides:
+        for pass_name, fields in table.items():
+            if pass_name not in spec.eval.passes:
+                raise BenchError(
+                    f"{_where(path, text, (*where, pass_name))}: no evaluation pass "
+                    f"{pass_name!r}; passes: {sorted(spec.eval.passes)}"
+                )
+            for key in fields:
+                if key not in EvalPass.model_fields:
+                    raise BenchError(
+                        f"{_where(path, text, (*where, pass_name, key))}: not a field of an "
+                        f"evaluation pass ({', '.join(EvalPass.model_fields)})"
+                    )
+
+
+def _model_entry(path: Path, text: str, index: int, arm: Arm):
+    from vlae_models.core import ModelError, get_entry
+
+    try:
+        return get_entry(arm.model)
+    except ModelError as err:
+        raise BenchError(f"{path}:{_line_of(text, ('arms', index, 'model'))}: {err}") from None
 
 
 def _where(path: Path, text: str, loc: tuple) -> str:
@@ -206,9 +307,12 @@ def _where(path: Path, text: str, loc: tuple) -> str:
 def expand(spec: Spec, profile: str | None = None, only: list[str] | None = None) -> list[SweepJob]:
     """The spec's jobs: arms x datasets x grid points x seeds, with the profile's budget.
 
-    The training config is, in order of precedence: the grid point, the arm's ``train``, the
-    profile's ``train``, the spec's ``train``, then ``seed``. Grid keys that are TrainConfig
-    fields go to the training config, the others to the model config.
+    The training config is, in order of precedence: the seed, the grid point, the profile's
+    budget for the arm, the arm's ``train``, the profile's ``train``, the spec's ``train``.
+    Grid keys that are TrainConfig fields go to the training config, the others to the model
+    config. Pass settings: the profile's for the arm, the arm's, the profile's, the spec's.
+    Folders are ``ARM[-grid]-sSEED``, under ``DATASET/`` when the profile runs several
+    datasets.
     """
     from vlae_models.config import field_defaults
     from vlae_models.train import TrainConfig
@@ -220,23 +324,69 @@ def expand(spec: Spec, profile: str | None = None, only: list[str] | None = None
     chosen = spec.profiles.get(profile) if profile else Profile()
     arms = [spec.arm(name) for name in only] if only else spec.arms
     train_keys = set(field_defaults(TrainConfig))
-    evaluation = {**spec.eval.model_dump(exclude={"iw_samples_paper"}), **chosen.eval}
-    datasets = spec.data.datasets or [None]
+    datasets = chosen.datasets or spec.data.datasets
+    if not datasets:
+        raise BenchError(f"{spec.name} names no dataset ([data] datasets = [...])")
+    nested = len(datasets) > 1
+    train_split = chosen.train_split or spec.data.train_split
     jobs = []
     for arm in arms:
+        budget = chosen.arms.get(arm.name, ArmBudget())
         keys = list(arm.grid)
+        models = arm.model is not None
         for dataset, values, seed in itertools.product(
-            datasets, itertools.product(*arm.grid.values()), arm.seeds
+            datasets, itertools.product(*arm.grid.values()), arm.seeds if models else [None]
         ):
             point = tuple(zip(keys, values, strict=True))
+            passes = _passes(spec, chosen, arm, budget, dataset)
+            folder = job_folder(arm.name, dataset if nested else None, point, seed)
+            if not models:
+                jobs.append(SweepJob(
+                    arm.name, dataset, None, (), None, {}, {}, passes, codec=arm.codec,
+                    quality=arm.quality, folder=folder, label=arm.title,
+                ))  # fmt: skip
+                continue
             grid_train = {k: v for k, v in point if k in train_keys}
             grid_model = {k: v for k, v in point if k not in train_keys}
-            train = {**spec.train, **chosen.train, **arm.train, **grid_train, "seed": seed}
+            train = {**spec.train, **chosen.train, **arm.train, **budget.train, **grid_train,
+                     "seed": seed}  # fmt: skip
+            weights = budget.weights or arm.weights
             jobs.append(SweepJob(
-                arm.name, str(dataset), seed, point, arm.model, {**arm.set, **grid_model},
-                train, {**evaluation, "train_split": spec.data.train_split},
+                arm.name, dataset, seed, point, arm.model, {**arm.set, **grid_model}, train,
+                passes, train_split=train_split,
+                weights=weights.format(**dict(point)) if weights else None,
+                folder=folder, label=arm.title,
             ))  # fmt: skip
     return jobs
+
+
+def _passes(
+    spec: Spec, profile: Profile, arm: Arm, budget: ArmBudget, dataset: str
+) -> dict[str, dict[str, Any]]:
+    """Each evaluation pass the arm takes, resolved: codecs and CompressAI nets take only
+    the codec passes."""
+    from vlae_models.compressai_nets import SIZES
+
+    codec_only = arm.codec is not None or arm.model in SIZES
+    resolved = {}
+    for name, base in spec.eval.passes.items():
+        if codec_only and base.kind != "codec":
+            continue
+        merged = {**base.model_dump(), **profile.eval.get(name, {}), **arm.eval.get(name, {}),
+                  **budget.eval.get(name, {})}  # fmt: skip
+        try:
+            final = EvalPass.model_validate(merged)
+        except ValidationError as err:
+            first = err.errors()[0]
+            raise BenchError(
+                f"arm {arm.name}, pass {name}: {first['loc']}: {first['msg']}"
+            ) from None
+        resolved[name] = {
+            **final.model_dump(),
+            "dataset": final.dataset or dataset,
+            "split": final.split or spec.eval.split,
+        }
+    return resolved
 
 
 def _line_of(text: str, loc: tuple) -> int | str:

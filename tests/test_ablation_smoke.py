@@ -1,8 +1,8 @@
-"""The VLAE ablation's own script, every arm at toy size, then ``vlae-bench compare``.
+"""The VLAE ablation through the sweep engine, every arm at toy size, then ``compare``.
 
-``results/vlae-ablation/run.sh`` with ``SMOKE=1`` trains each arm for 20 steps and runs both
-evaluations on a few test images; the comparison must then hold exactly the numbers those
-evaluations wrote. Slow (a few minutes): ``nox -s slow``.
+``vlae-bench sweep vlae_mnist.toml --profile smoke`` trains each arm for 20 steps and runs
+both evaluations on a few test images; the comparison must then hold exactly the numbers
+those evaluations wrote. Slow (a few minutes): ``nox -s slow``.
 """
 
 from __future__ import annotations
@@ -25,21 +25,19 @@ REPO = Path(__file__).resolve().parents[1]
 SPEC = Path(benchmarks.__file__).parent / "specs" / "vlae_mnist.toml"
 
 
-def test_every_arm_runs_through_run_sh_and_compare(tmp_path, binarized_mnist_dir) -> None:
+def test_every_arm_runs_through_the_sweep_and_compare(tmp_path, binarized_mnist_dir) -> None:
     results = tmp_path / "results"
     bin_dir = str(Path(sys.executable).parent)
     env = {
-        **os.environ, "SMOKE": "1", "VLAE_RUNS": str(tmp_path / "runs"),
-        "VLAE_RESULTS": str(results), "VLAE_BENCH_DATA": str(binarized_mnist_dir.parent),
+        **os.environ, "VLAE_BENCH_DATA": str(binarized_mnist_dir.parent),
         "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
     }  # fmt: skip
     spec = load_spec(SPEC)
-    for arm in spec.arms:
-        done = subprocess.run(
-            ["bash", "results/vlae-ablation/run.sh", arm.name, "1"],
-            cwd=REPO, env=env, capture_output=True, text=True,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr[-2000:]
+    done = subprocess.run(
+        ["vlae-bench", "sweep", str(SPEC), "--profile", "smoke", "--out", str(results), "-j", "2"],
+        cwd=REPO, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
     done = subprocess.run(
         ["vlae-bench", "compare", str(SPEC), "--results", str(results),
          "--dataset", "binarized-mnist"],

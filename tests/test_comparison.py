@@ -81,7 +81,7 @@ def _evaluate(model, pixels, folder: Path, **kwargs) -> dict:
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory, binarized_mnist_dir) -> tuple[Path, Path, dict]:
-    """results/<arm>-s<seed>/{elbo,iwae}/ as the ablation's run.sh lays them out."""
+    """results/<arm>-s<seed>/{train,elbo,iwae}/ as the sweep engine lays them out."""
     pixels = torch.from_numpy(
         load_array("binarized-mnist", "test", data_dir=binarized_mnist_dir.parent)[::1250]
     ).unsqueeze(1)  # 8 real test digits

@@ -39,29 +39,64 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 def test_the_shipped_spec_expands_to_its_arms_seeds_and_datasets():
     spec = load_spec(SHIPPED)
-    jobs = expand(spec, "smoke")
+    jobs = expand(spec)
     expected = sum(len(a.seeds) for a in spec.arms) * len(spec.data.datasets)
     assert len(jobs) == expected and len({j.job_id for j in jobs}) == expected
-    vlae = next(j for j in jobs if j.folder == "vlae-binarized-mnist-s1")
-    # the profile's budget over the spec's, the seed from the arm
-    assert vlae.train_config == {**spec.train, **spec.profiles["smoke"].train, "seed": 1}
-    assert vlae.eval_config["iw_samples"] == 64 and vlae.eval_config["train_split"] == "trainval"
+    assert {j.folder.split("/")[0] for j in jobs} == set(spec.data.datasets)  # one per dataset
+    cpu = expand(spec, "cpu")  # one dataset: folders ARM-sSEED
+    large = next(j for j in cpu if j.folder == "vlae-large-window-s1")
+    # the spec's train, then the profile's, then the profile's budget for the arm; the seed
+    profile = spec.profiles["cpu"]
+    assert large.train_config == {**spec.train, **profile.train, "steps": 1400, "seed": 1}
+    assert large.passes["iwae"]["limit"] == 200 and large.passes["iwae"]["iw_samples"] == 1000
+    assert large.passes["elbo"] == {
+        "kind": "likelihood", "dataset": "binarized-mnist", "split": "test", "limit": None,
+        "iw_samples": 0, "batch_size": 256,
+    }  # fmt: skip
+    assert large.train_split == "train" and large.model_config["pixelcnn_kernel"] == 7
     # ids are a function of the resolved config: stable across loads, changed by the budget
-    assert [j.job_id for j in expand(load_spec(SHIPPED), "smoke")] == [j.job_id for j in jobs]
-    full = {j.folder: j.job_id for j in expand(spec)}
-    assert full["vlae-binarized-mnist-s1"] != vlae.job_id
+    assert [j.job_id for j in expand(load_spec(SHIPPED), "cpu")] == [j.job_id for j in cpu]
+    smoke = {j.folder: j.job_id for j in expand(spec, "smoke")}
+    assert smoke["vlae-large-window-s1"] != large.job_id
 
 
 def test_a_grid_is_every_combination_split_between_model_and_training(tmp_path):
     jobs = expand(load_spec(_write(tmp_path, GRID)), "smoke")
     assert len(jobs) == 2 * 2 * 2  # beta x latent_dim x seeds
-    job = next(j for j in jobs if j.folder == "bvae-binarized-mnist-beta0.5-latent_dim16-s1")
+    job = next(j for j in jobs if j.folder == "bvae-beta0.5-latent_dim16-s1")
     assert job.train_config == {"steps": 5, "lr": 0.001, "beta": 0.5, "seed": 1}
     assert job.model_config == {"width": 16, "latent_dim": 16}
     # logging cadence does not change a number, so it does not change the id
     quiet = GRID.replace("steps = 5 }", "steps = 5, log_every = 7 }")
     again = expand(load_spec(_write(tmp_path, quiet)), "smoke")
     assert [j.job_id for j in again] == [j.job_id for j in jobs]
+
+
+def test_codec_arms_and_weights_arms_do_not_train(tmp_path):
+    text = (
+        GRID
+        + """
+[[arms]]
+name = "jpeg"
+codec = "jpeg"
+quality = "10,50"
+[[arms]]
+name = "zoo-bvae"
+model = "beta-vae"
+weights = "zoo:beta-vae-photos-{beta}"
+grid = { beta = [0.3, 1] }
+[eval.passes.codec]
+kind = "codec"
+dataset = "kodak"
+"""
+    )
+    jobs = {j.folder: j for j in expand(load_spec(_write(tmp_path, text)))}
+    jpeg = jobs["jpeg"]
+    assert jpeg.codec == "jpeg" and not jpeg.trains and list(jpeg.passes) == ["codec"]
+    assert jobs["zoo-bvae-beta0.3-s1"].weights == "zoo:beta-vae-photos-0.3"
+    assert not jobs["zoo-bvae-beta1-s1"].trains
+    assert jobs["bvae-beta0.5-latent_dim8-s0"].passes["codec"]["dataset"] == "kodak"
+    assert list(jobs["bvae-beta0.5-latent_dim8-s0"].passes) == ["codec"]  # passes given: no default
 
 
 @pytest.mark.parametrize(
@@ -93,6 +128,21 @@ def test_a_grid_is_every_combination_split_between_model_and_training(tmp_path):
             lambda s: s.replace('model = "beta-vae"', 'model = "beta-vea"'),
             "beta-vea",
             "unknown model 'beta-vea'",
+        ),
+        (
+            lambda s: s + "[profiles.smoke.arms.bvae]\ntrain = { stesp = 2 }\n",
+            "stesp",
+            "profiles.smoke.arms.bvae.train.stesp: not a field of TrainConfig",
+        ),
+        (
+            lambda s: s.replace("seeds = [0, 1]", "seeds = [0, 1]\neval = { iwae = { k = 5 } }"),
+            "eval = {",
+            "arms.0.eval.iwae: no evaluation pass 'iwae'; passes: ['elbo']",
+        ),
+        (
+            lambda s: s.replace("[[arms]]", '[[arms]]\nname = "x"\ncodec = "jpg"\n[[arms]]'),
+            'codec = "jpg"',
+            "arms.0.codec: unknown codec 'jpg'",
         ),
     ],
 )

@@ -31,6 +31,7 @@ declare -A jobs=(
   [beta-vae-0.3]="beta-vae ${vae[*]} --set latent_dim=64 --set width=64 --beta 0.3"
   [beta-vae-1]="beta-vae ${vae[*]} --set latent_dim=64 --set width=64 --beta 1"
   [beta-vae-3]="beta-vae ${vae[*]} --set latent_dim=64 --set width=64 --beta 3"
+  [vlae-0.3]="vlae ${vlae[*]} --beta 0.3"
   [vlae-1]="vlae ${vlae[*]}"
   [hvae-0.3]="hvae ${vae[*]} --set width=64 --set z_channels=4 --beta 0.3"
   [hvae-1]="hvae ${vae[*]} --set width=64 --set z_channels=4 --beta 1"

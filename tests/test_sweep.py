@@ -1,0 +1,257 @@
+"""The sweep engine on real data: jobs run, resume after a kill, fail alone, and run through
+submitit's local executor; the committed ablation is what the spec's ``cpu`` profile runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import run_cli
+
+import benchmarks
+from benchmarks.results import read_results
+from benchmarks.spec import expand, load_spec
+from benchmarks.sweep import (
+    SubmititJob,
+    collect,
+    executor_for,
+    job_state,
+    read_job,
+    run_sweep,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+SPECS = Path(benchmarks.__file__).parent / "specs"
+VLAE_BENCH = str(Path(sys.executable).parent / "vlae-bench")
+SWEEP = """
+[spec]
+name = "kill-test"
+[data]
+datasets = ["binarized-mnist"]
+[train]
+steps = STEPS
+batch_size = 32
+checkpoint_every = 10
+log_every = 5
+[eval.passes.elbo]
+limit = 64
+[eval.passes.codec]
+kind = "codec"
+limit = 6
+[[arms]]
+name = "bvae"
+model = "beta-vae"
+set = { latent_dim = 4, width = 16 }
+grid = { beta = [0.5, 2.0] }
+[[arms]]
+name = "png"
+codec = "png"
+"""
+NUMBERS = ["bpp", "rate_nats", "distortion_nats", "nll_nats", "kl_nats", "bit_error_rate"]
+
+
+def _spec(tmp_path: Path, steps: int, extra: str = "") -> Path:
+    path = tmp_path / "sweep.toml"
+    path.write_text(SWEEP.replace("STEPS", str(steps)) + extra)
+    return path
+
+
+def _sweep(spec: Path, out: Path, *more: str, **popen) -> subprocess.Popen:
+    return subprocess.Popen(
+        [VLAE_BENCH, "sweep", str(spec), "--out", str(out), *more],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen,
+    )  # fmt: skip
+
+
+def _logged_steps(folder: Path) -> list[int]:
+    lines = (folder / "train" / "train_log.jsonl").read_text().splitlines()
+    return [json.loads(line)["step"] for line in lines]
+
+
+def _numbers(out: Path) -> pd.DataFrame:
+    table = read_results([out])
+    keys = ["method", "value", "image", "rate_kind", "estimator"]
+    return table.sort_values(keys, ignore_index=True)[keys + NUMBERS]
+
+
+def test_dry_run_lists_every_job_with_its_id_and_state(
+    tmp_path, binarized_mnist_dir, monkeypatch, capsys
+):
+    spec = _spec(tmp_path, 20)
+    code, out, _ = run_cli(monkeypatch, capsys, "sweep", str(spec), "--out", str(tmp_path / "o"),
+                           "--dry-run")  # fmt: skip
+    assert code == 0
+    jobs = expand(load_spec(spec))
+    for job in jobs:
+        assert job.job_id in out and job.folder in out
+    assert out.count("| pending") == len(jobs) == 3
+    assert not (tmp_path / "o").exists()  # a dry run writes nothing
+
+
+def test_a_sweep_killed_mid_job_resumes_to_the_same_numbers(tmp_path, binarized_mnist_dir):
+    """SIGKILL of the whole process group while the first job trains, then SIGINT while a
+    later job evaluates; each rerun resumes. The end state equals an uninterrupted sweep's:
+    nothing lost (every job complete), nothing twice (no duplicate rows or log steps)."""
+    env = {**os.environ, "VLAE_BENCH_DATA": str(binarized_mnist_dir.parent)}
+    spec, killed, straight = _spec(tmp_path, 150), tmp_path / "killed", tmp_path / "straight"
+    first = killed / "bvae-beta0.5-s1"
+    sweep = _sweep(spec, killed, env=env, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        log = first / "train" / "train_log.jsonl"
+        if log.exists() and (first / "train" / "checkpoint.safetensors").exists():
+            steps = [json.loads(x)["step"] for x in log.read_text().splitlines() if x.endswith("}")]
+            if steps and 30 <= steps[-1] < 150:
+                break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the first job never reached mid-training")
+    os.killpg(sweep.pid, signal.SIGKILL)
+    sweep.wait(30)
+    for _ in range(100):  # the killed worker is gone once it is reaped
+        if job_state(killed, expand(load_spec(spec))[0]) == "started":
+            break
+        time.sleep(0.05)
+    assert job_state(killed, expand(load_spec(spec))[0]) == "started"  # died while running
+
+    second = killed / "bvae-beta2-s1"
+    sweep = _sweep(spec, killed, env=env, start_new_session=True)
+    while time.monotonic() < deadline + 120:  # interrupt while the second job evaluates
+        info = read_job(second) or {}
+        if info.get("passes_done") == ["elbo"] or sweep.poll() is not None:
+            break
+        time.sleep(0.02)
+    os.killpg(sweep.pid, signal.SIGINT)
+    sweep.wait(60)
+    assert sweep.returncode != 0 or read_job(second)["status"] == "complete"
+
+    done = subprocess.run([VLAE_BENCH, "sweep", str(spec), "--out", str(killed)], env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert subprocess.run([VLAE_BENCH, "sweep", str(spec), "--out", str(straight)], env=env,
+                          capture_output=True, timeout=300).returncode == 0  # fmt: skip
+
+    pd.testing.assert_frame_equal(_numbers(killed), _numbers(straight))
+    assert read_job(first)["attempts"] >= 2
+    steps = _logged_steps(first)
+    assert steps == sorted(set(steps)) and steps[-1] == 150  # resumed, no step logged twice
+    again = subprocess.run([VLAE_BENCH, "sweep", str(spec), "--out", str(killed)], env=env,
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert "3 complete, 0 to run" in again.stderr  # a finished sweep reruns nothing
+
+
+def test_a_failed_job_is_recorded_and_the_sweep_goes_on(
+    tmp_path, binarized_mnist_dir, monkeypatch, capsys
+):
+    monkeypatch.setenv("VLAE_BENCH_DATA", str(binarized_mnist_dir.parent))
+    broken = (
+        '[[arms]]\nname = "broken"\ncodec = "png"\n[arms.eval.codec]\ndataset = "folder:/no/such"\n'
+    )
+    spec = _spec(tmp_path, 10, broken)
+    out = tmp_path / "o"
+    code, stdout, err = run_cli(monkeypatch, capsys, "sweep", str(spec), "--out", str(out))
+    assert code == 1, err
+    info = read_job(out / "broken")
+    assert info["status"] == "failed" and "/no/such" in info["error"]
+    assert "failed: broken:" in err and (out / "broken" / "error.txt").exists()
+    others = [j for j in expand(load_spec(spec)) if j.arm != "broken"]
+    assert all(job_state(out, j) == "complete" for j in others)
+    table = read_results([out])
+    assert set(table["arm"]) == {"bvae", "png"}  # the complete jobs' rows were collected
+
+
+def test_a_changed_spec_does_not_reuse_another_jobs_folder(
+    tmp_path, binarized_mnist_dir, monkeypatch, capsys
+):
+    monkeypatch.setenv("VLAE_BENCH_DATA", str(binarized_mnist_dir.parent))
+    out = tmp_path / "o"
+    assert run_cli(monkeypatch, capsys, "sweep", str(_spec(tmp_path, 10)), "--out", str(out),
+                   "--only", "png")[0] == 0  # fmt: skip
+    changed = _spec(tmp_path, 10).read_text().replace("limit = 6", "limit = 5")
+    (tmp_path / "sweep.toml").write_text(changed)
+    code, _, err = run_cli(monkeypatch, capsys, "sweep", str(tmp_path / "sweep.toml"), "--out",
+                           str(out), "--only", "png")  # fmt: skip
+    assert code == 2 and "holds another job's results" in err and len(err.splitlines()) == 1
+    assert read_job(out / "png")["status"] == "complete"  # untouched
+
+
+def test_submitit_local_executor_runs_jobs_and_requeues_a_preempted_one(
+    tmp_path, binarized_mnist_dir, monkeypatch
+):
+    """Jobs go through submitit's own executor (its local one here, Slurm on a cluster); a
+    job preempted mid-training is requeued through ``checkpoint()`` and resumes from disk."""
+    monkeypatch.setenv("VLAE_BENCH_DATA", str(binarized_mnist_dir.parent))
+    spec = load_spec(_spec(tmp_path, 150))
+    jobs, out = expand(spec), tmp_path / "o"
+    local = {"cluster": "local"}
+    summary = run_sweep(jobs[1:], out, launcher="submitit", workers=2, cluster_params=local,
+                        echo=lambda _: None, poll_s=0.5)  # fmt: skip
+    assert not summary.failed and (out / ".submitit").is_dir()
+
+    executor = executor_for(out.resolve(), 1, {"cluster": "local"})
+    submitted = executor.submit(SubmititJob(jobs[0], out.resolve(), None, "cpu", 1))
+    folder = out / jobs[0].folder
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if (folder / "train" / "checkpoint.safetensors").exists():
+            break
+        time.sleep(0.05)
+    os.kill(_child(int(submitted.job_id)), signal.SIGUSR2)  # preemption, as Slurm signals it
+    assert submitted.result() == "complete"
+    assert read_job(folder)["attempts"] == 2  # ran, was preempted, was requeued
+    steps = _logged_steps(folder)
+    assert steps == sorted(set(steps)) and steps[-1] == 150
+    table = collect(jobs, out)
+    assert set(table["arm"]) == {"bvae", "png"} and table["sweep_job"].nunique() == 3
+
+
+def _child(pid: int) -> int:
+    """The task process submitit's local controller ``pid`` started (Linux /proc)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            return int(stat.parent.name)
+    raise AssertionError(f"submitit job {pid} has no task process")
+
+
+def test_the_cpu_profile_resolves_to_the_committed_ablation_runs():
+    """``vlae-bench sweep vlae_mnist.toml --profile cpu`` is what made results/vlae-ablation:
+    every job's model, training config, split and evaluations equal the committed runs'."""
+    from vlae_models.config import field_defaults, make_config
+    from vlae_models.train import TrainConfig
+
+    jobs = expand(load_spec(SPECS / "vlae_mnist.toml"), "cpu")
+    results = REPO / "results" / "vlae-ablation"
+    assert sorted(j.folder for j in jobs) == sorted(p.parent.name for p in results.glob("*/train"))
+    cadence = {"progress", "device"}
+    for job in jobs:
+        ran = json.loads((results / job.folder / "train" / "run.json").read_text())
+        resolved = vars(make_config(TrainConfig, job.train_config, "train"))
+        ran_config = {**field_defaults(TrainConfig), **ran["train_config"]}  # fields added since
+        assert {k: v for k, v in resolved.items() if k not in cadence} == {
+            k: v for k, v in ran_config.items() if k not in cadence
+        }, job.folder
+        assert (ran["model"], ran["model_config"], ran["split"]) == (
+            job.model,
+            job.model_config,
+            job.train_split,
+        )
+        for name, evaluation in job.passes.items():
+            command = json.loads((results / job.folder / name / "run.json").read_text())["command"]
+            assert f"--split {evaluation['split']}" in command
+            assert (f"--iw-samples {evaluation['iw_samples']}" in command) == (
+                evaluation["iw_samples"] > 0
+            )
+            assert (f"--limit {evaluation['limit']}" in command) == (
+                evaluation["limit"] is not None
+            )
