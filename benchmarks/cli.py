@@ -29,7 +29,6 @@ zoo_app = typer.Typer(help="The offline zoo of reference weights (results/zoo)."
 app.add_typer(zoo_app, name="zoo")
 
 DataDir = typer.Option(None, "--data-dir", help="Dataset root (else $VLAE_BENCH_DATA, cache).")
-DEMO_CODECS = ["jpeg", "webp", "avif", "jxl", "jpeg2000", "png"]
 
 
 def echo_err(text: str) -> None:
@@ -179,6 +178,10 @@ def report(
     out: Path | None = typer.Option(None, help="Where to write (default: the first run)."),
     anchor: str | None = typer.Option(None, help="Anchor method for BD-rate (default jpeg)."),
     latex: bool = typer.Option(False, help="Also write report.tex."),
+    html: bool = typer.Option(False, help="Also write report.html, figures embedded."),
+    entropy: float | None = typer.Option(
+        None, help="The data's entropy in nats per image, where known: drawn as R = H - D."
+    ),
 ) -> None:
     """Re-render tables and plots from stored results, combining several runs."""
     from benchmarks.report import render_report
@@ -187,7 +190,10 @@ def report(
 
     frame = read_results(runs)
     target = out or (runs[0] if runs[0].is_dir() else runs[0].parent)
-    files = render_report(frame, target, runs=load_runs(runs), anchor=anchor, latex=latex)
+    files = render_report(
+        frame, target, runs=load_runs(runs), anchor=anchor, latex=latex, html=html,
+        folders=[r for r in runs if r.is_dir()], entropy=entropy,
+    )  # fmt: skip
     typer.echo(f"{len(frame)} rows from {len(runs)} run(s) -> {files[0]}")
 
 
@@ -242,12 +248,17 @@ def sweep(
     )  # fmt: skip
     table, files = finish_sweep(loaded, expanded, out, anchor=anchor)
     if not table.empty:
-        typer.echo(table.to_string(index=False))
+        shown = [c for c in SUMMARY_COLUMNS if c in table and table[c].notna().any()]
+        typer.echo(table[shown].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     typer.echo(f"{len(expanded)} jobs, {time.perf_counter() - start:.0f} s -> {files[0]}")
-    for folder, error in summary.errors.items():
-        echo_err(f"failed: {folder}: {error}")
     if summary.failed:
+        echo_err(f"{len(summary.failed)} job(s) failed: {', '.join(summary.failed)} (each "
+                 "folder's job.json and error.txt say why; rerun to retry them)")  # fmt: skip
         raise typer.Exit(1)
+
+
+SUMMARY_COLUMNS = ["arm", "β/λ/q", "rate kind", "estimator", "seeds", "bpp", "NLL [nats]",
+                   "PSNR [dB]", "MS-SSIM [dB]", "NLL sd", "PSNR sd"]  # fmt: skip
 
 
 def _key_values(pairs: list[str]) -> dict[str, object]:
@@ -267,29 +278,20 @@ def _key_values(pairs: list[str]) -> dict[str, object]:
 
 @app.command()
 def demo(
-    out: Path = typer.Option(Path("vlae-bench-demo"), help="Run folder for the demo."),
-    workers: int | None = typer.Option(None, min=1, help="Processes (default: all cores)."),
+    out: Path = typer.Option(Path("vlae-bench-demo"), help="Folder for the demo's results."),
+    jobs: int | None = typer.Option(None, "--jobs", "-j", min=1, help="Jobs at once (cores)."),
 ) -> None:
-    """Offline demo: classical codecs on the photos shipped inside scikit-image/scikit-learn."""
-    from baselines.codec import all_codecs
+    """Offline demo (benchmarks/specs/demo.toml): zoo models, a learned codec and classical
+    codecs on the photos shipped inside scikit-image/scikit-learn; one table, one report."""
+    from benchmarks.evaluation import default_workers
 
-    available = [c.name for c in all_codecs() if c.name in DEMO_CODECS]
-    available = [n for n in available if not _unavailable(n)]
-    missing = sorted(set(DEMO_CODECS) - set(available))
-    if missing:
-        echo_err(f"note: unavailable here, not run: {', '.join(missing)}")
-    codecs(
-        dataset="embedded", codec=available, quality=None, split=None, out=out, data_dir=None,
-        limit=None, workers=workers, device="cpu", overwrite=True, anchor="jpeg", latex=False,
-        list_codecs=False,
+    spec = Path(__file__).parent / "specs" / "demo.toml"
+    sweep(
+        spec=spec, out=out, profile=None, jobs=jobs or default_workers(), threads=1,
+        launcher="local", cluster_param=[], only=[], dry_run=False, data_dir=None,
+        device="cpu", anchor="jpeg",
     )  # fmt: skip
-    typer.echo(f"open {out / 'report.md'}")
-
-
-def _unavailable(name: str) -> str | None:
-    from baselines.method import METHODS
-
-    return METHODS[name].unavailable_reason()
+    typer.echo(f"open {out / 'report.html'} (or report.md)")
 
 
 @app.command("models")

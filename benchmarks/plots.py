@@ -55,10 +55,18 @@ def rd_figure(agg: pd.DataFrame, metric: str, title: str) -> plt.Figure | None:
     # bound pair up by colour.
     dashes = {label: "" if label == RATE_KIND_LABELS["coded"] else (4, 2) for label in kind}
     palette = sns.color_palette("tab10" if methods <= 10 else "tab20", methods)
+    front = pareto_front(data, "bpp", metric, "curve")
     sns.lineplot(
-        data=data, x="bpp", y=metric, hue="method", style="rate", units="curve",
+        data=data[front], x="bpp", y=metric, hue="method", style="rate", units="curve",
         markers=True, dashes=dashes, sort=True, estimator=None, palette=palette, ax=ax,
     )  # fmt: skip
+    colours = dict(zip(data["method"].drop_duplicates(), palette, strict=False))
+    dominated = data[~front]
+    if not dominated.empty:  # points off their method's front: hollow, same colour
+        ax.scatter(dominated["bpp"], dominated[metric], s=MARKER_PT**2, facecolors="none",
+                   edgecolors=[colours[m] for m in dominated["method"]], zorder=3)  # fmt: skip
+        ax.scatter([], [], s=MARKER_PT**2, facecolors="none", edgecolors="0.4",
+                   label="off its method's Pareto front")  # fmt: skip
     kinds = ", ".join(RATE_KIND_LABELS[k] for k in sorted(data["rate_kind"].unique()))
     ax.set_xlabel(f"Rate [bits per pixel] ({kinds})")
     label = METRIC_LABELS.get(metric, metric)
@@ -70,6 +78,20 @@ def rd_figure(agg: pd.DataFrame, metric: str, title: str) -> plt.Figure | None:
     fig.tight_layout()
     thin_markers(ax)
     return fig
+
+
+def pareto_front(data: pd.DataFrame, rate: str, quality: str, by: str) -> pd.Series:
+    """Per ``by`` group, the points no other point of the group beats: none with a rate as
+    low or lower has a quality as high or higher. The line of each curve is drawn through
+    these (a codec's quality sweep can double back, a β sweep too)."""
+    front = pd.Series(False, index=data.index)
+    for _, rows in data.groupby(by, sort=False):
+        best = -np.inf
+        for index, row in rows.sort_values([rate, quality], ascending=[True, False]).iterrows():
+            if row[quality] > best:
+                front[index] = True
+                best = row[quality]
+    return front
 
 
 def marker_centres(ax: plt.Axes) -> list[np.ndarray]:

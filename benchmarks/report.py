@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks import metrics
+from benchmarks.beta_report import beta_section
 from benchmarks.errors import BenchError
 from benchmarks.results import ALL_IMAGES, aggregate
 from vlae_models.files import atomic_write
@@ -221,9 +222,13 @@ def render_report(
     runs: list[dict] | None = None,
     anchor: str | None = None,
     latex: bool = False,
-    spec: object | None = None,
+    html: bool = False,
+    folders: list[Path] | None = None,
+    entropy: float | None = None,
 ) -> list[Path]:
-    """Write ``report.md`` (and ``report.tex``) plus figures into ``out_dir``; return the files."""
+    """Write ``report.md`` and ``report.html`` (figures embedded; and ``report.tex``) plus
+    figures into ``out_dir``; return the files. ``folders`` are the run folders, searched
+    for sweep jobs' reconstruction grids; ``entropy`` is the data's, where known."""
     from benchmarks.plots import bits_figure, rd_plots, save_figure, slug
     from benchmarks.runs import make_folder
 
@@ -253,6 +258,10 @@ def render_report(
         md += ["", f"### {heading}", "", markdown_table(table)]
         tex += [f"% {heading}", latex_table(table)]
 
+    if "arm" in frame and frame["arm"].notna().any():
+        section("Arms: means over seeds (sd: spread over seeds)", arm_table(frame))
+    beta_md, beta_files = beta_section(frame, out_dir, list(folders or [out_dir]), entropy)
+    md += beta_md
     for (dataset, split), rows in split_level.groupby(["dataset", "split"], dropna=False):
         table = model_table(rows)
         md += ["", f"## {dataset} / {split}: models", "", markdown_table(table)]
@@ -297,7 +306,67 @@ def render_report(
                 md += ["", f"(anchor '{anchor}' has no coded lossy curve here; no BD table)"]
     written = [out_dir / "report.md"]
     atomic_write(written[0], "\n".join(md) + "\n")
+    if html:
+        written.append(out_dir / "report.html")
+        atomic_write(written[-1], html_document("\n".join(md), out_dir))
     if latex:
         written.append(out_dir / "report.tex")
-        atomic_write(written[1], "\n".join(tex) + "\n")
-    return written + [p for paths in figures.values() for p in paths] + extra_figures
+        atomic_write(written[-1], latex_document(tex))
+    figures_written = [p for paths in figures.values() for p in paths]
+    return written + figures_written + extra_figures + beta_files
+
+
+def html_document(markdown_text: str, folder: Path) -> str:
+    """The report as one self-contained HTML page: tables rendered, every PNG it shows
+    embedded as a data URI (the page needs no other file)."""
+    import base64
+    import re
+
+    import markdown
+
+    def embed(match: re.Match) -> str:
+        path = folder / match.group(2)
+        if not path.is_file():
+            return match.group(0)
+        data = base64.b64encode(path.read_bytes()).decode()
+        return f"![{match.group(1)}](data:image/png;base64,{data})"
+
+    body = markdown.markdown(
+        re.sub(r"!\[([^\]]*)\]\(([^)]+\.png)\)", embed, markdown_text), extensions=["tables"]
+    )
+    style = (
+        "body{font-family:sans-serif;max-width:80rem;margin:2rem auto;padding:0 1rem}"
+        "table{border-collapse:collapse;font-size:0.85rem;margin:1rem 0}"
+        "td,th{border:1px solid #ccc;padding:0.2rem 0.5rem;text-align:right}"
+        "img{max-width:100%}code{background:#f4f4f4}"
+    )
+    return (
+        "<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>vlae-bench report</title>"
+        f"<style>{style}</style></head><body>\n{body}\n</body></html>\n"
+    )
+
+
+def latex_document(tables: list[str]) -> str:
+    """A complete LaTeX document holding the report's tables (booktabs, UTF-8)."""
+    head = [
+        r"\documentclass{article}", r"\usepackage[utf8]{inputenc}", r"\usepackage[T1]{fontenc}",
+        r"\usepackage{booktabs}", r"\usepackage{newunicodechar}", r"\usepackage{graphicx}",
+        r"\usepackage[margin=1.5cm,landscape]{geometry}",
+        r"\newunicodechar{−}{\ensuremath{-}}", r"\newunicodechar{β}{\ensuremath{\beta}}",
+        r"\newunicodechar{λ}{\ensuremath{\lambda}}", r"\newunicodechar{ø}{\o}",
+        r"\begin{document}", r"\footnotesize",
+    ]  # fmt: skip
+    body = []
+    for item in tables:
+        if item.startswith("% "):
+            body.append(r"\section*{" + latex_escape(item[2:]) + "}")
+        else:
+            body.append(r"\resizebox{\textwidth}{!}{" + item.strip() + "}")
+    return "\n".join(head + body + [r"\end{document}", ""])
+
+
+def latex_escape(text: str) -> str:
+    for char, escaped in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("$", r"\$"),
+                          ("#", r"\#"), ("_", r"\_"), ("{", r"\{"), ("}", r"\}")):  # fmt: skip
+        text = text.replace(char, escaped)
+    return text

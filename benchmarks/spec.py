@@ -22,6 +22,8 @@ arm's model config are one :class:`~benchmarks.errors.BenchError` naming the key
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import itertools
 import re
 import tomllib
@@ -49,6 +51,7 @@ class Head(_Strict):
 class Data(_Strict):
     datasets: list[str] = Field(default_factory=list)
     train_split: str = "train"
+    entropy_nats: float | None = None  # the data's entropy, where known: R = H - D is drawn
 
 
 class EvalPass(_Strict):
@@ -73,9 +76,11 @@ PassOverrides = dict[str, dict[str, Any]]  # pass name -> EvalPass fields
 
 
 class ArmBudget(_Strict):
-    """A profile's settings for one arm: its training budget, pass overrides, weights."""
+    """A profile's settings for one arm: its training budget, pass overrides, weights, and
+    a grid that replaces the arm's (a smoke run of two β values)."""
 
     train: dict[str, Any] = Field(default_factory=dict)
+    grid: dict[str, list[Any]] | None = None
     eval: PassOverrides = Field(default_factory=dict)
     weights: str | None = None
 
@@ -98,6 +103,7 @@ class Arm(_Strict):
     set: dict[str, Any] = Field(default_factory=dict)
     train: dict[str, Any] = Field(default_factory=dict)
     eval: PassOverrides = Field(default_factory=dict)
+    passes: list[str] | None = None  # the evaluation passes this arm takes (default: all)
     seeds: list[int] = Field(default_factory=lambda: [1], min_length=1)
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     paper: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -190,7 +196,7 @@ class SweepJob:
         return {
             "model": self.model, "dataset": self.dataset, "train_split": self.train_split,
             "model_config": self.model_config, "train_config": train, "weights": self.weights,
-            "passes": self.passes,
+            "weights_sha256": weights_sha256(self.weights), "passes": self.passes,
         }  # fmt: skip
 
     @property
@@ -200,6 +206,26 @@ class SweepJob:
     @property
     def trains(self) -> bool:
         return self.codec is None and self.weights is None
+
+
+def weights_sha256(ref: str | None) -> str | None:
+    """The digest of a weights file (``zoo:NAME`` or a path), so retrained weights under the
+    same name are another job; None when there is none (a missing file fails when run)."""
+    if ref is None:
+        return None
+    from vlae_models.core import ModelError
+    from vlae_models.zoo import resolve
+
+    try:
+        path = resolve(ref)
+        return _file_digest(str(path), path.stat().st_mtime_ns)
+    except (OSError, ModelError):
+        return None
+
+
+@functools.lru_cache(maxsize=256)
+def _file_digest(path: str, mtime_ns: int) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 def job_folder(arm: str, dataset: str | None, point: tuple, seed: int | None) -> str:
@@ -254,6 +280,8 @@ def _check_fields(path: Path, text: str, spec: Spec, index: int, arm: Arm) -> No
             (("arms", index, "grid"), arm.grid, either),
             *((("profiles", name, "arms", arm.name, "train"), b.train, training)
               for name, b in budgets),
+            *((("profiles", name, "arms", arm.name, "grid"), b.grid, either)
+              for name, b in budgets if b.grid is not None),
         ]  # fmt: skip
     else:
         from baselines.method import METHODS
@@ -271,6 +299,12 @@ def _check_fields(path: Path, text: str, spec: Spec, index: int, arm: Arm) -> No
                 raise BenchError(f"{_where(path, text, loc)}: not a field of {what}")
             if where[-1] == "grid" and not value:
                 raise BenchError(f"{_where(path, text, loc)}: the grid has no values")
+    for name in arm.passes or []:
+        if name not in spec.eval.passes:
+            raise BenchError(
+                f"{_where(path, text, ('arms', index, 'passes'))}: no evaluation pass "
+                f"{name!r}; passes: {sorted(spec.eval.passes)}"
+            )
     overrides = [(("arms", index, "eval"), arm.eval)] + [
         (("profiles", name, "arms", arm.name, "eval"), b.eval) for name, b in budgets
     ]
@@ -332,10 +366,12 @@ def expand(spec: Spec, profile: str | None = None, only: list[str] | None = None
     jobs = []
     for arm in arms:
         budget = chosen.arms.get(arm.name, ArmBudget())
-        keys = list(arm.grid)
+        grid = arm.grid if budget.grid is None else budget.grid
+        keys = list(grid)
         models = arm.model is not None
+        trained = models and not (budget.weights or arm.weights)  # weights carry their seed
         for dataset, values, seed in itertools.product(
-            datasets, itertools.product(*arm.grid.values()), arm.seeds if models else [None]
+            datasets, itertools.product(*grid.values()), arm.seeds if trained else [None]
         ):
             point = tuple(zip(keys, values, strict=True))
             passes = _passes(spec, chosen, arm, budget, dataset)
@@ -365,12 +401,13 @@ def _passes(
 ) -> dict[str, dict[str, Any]]:
     """Each evaluation pass the arm takes, resolved: codecs and CompressAI nets take only
     the codec passes."""
+    from benchmarks.datasets import DatasetView, is_image_dataset
     from vlae_models.compressai_nets import SIZES
 
     codec_only = arm.codec is not None or arm.model in SIZES
     resolved = {}
     for name, base in spec.eval.passes.items():
-        if codec_only and base.kind != "codec":
+        if (codec_only and base.kind != "codec") or name not in (arm.passes or [name]):
             continue
         merged = {**base.model_dump(), **profile.eval.get(name, {}), **arm.eval.get(name, {}),
                   **budget.eval.get(name, {})}  # fmt: skip
@@ -381,11 +418,12 @@ def _passes(
             raise BenchError(
                 f"arm {arm.name}, pass {name}: {first['loc']}: {first['msg']}"
             ) from None
+        target = final.dataset or dataset
+        image_set = is_image_dataset(DatasetView.parse(target).name)  # items, no splits
         resolved[name] = {
-            **final.model_dump(),
-            "dataset": final.dataset or dataset,
-            "split": final.split or spec.eval.split,
-        }
+            **final.model_dump(), "dataset": target,
+            "split": None if image_set else final.split or spec.eval.split,
+        }  # fmt: skip
     return resolved
 
 

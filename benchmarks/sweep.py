@@ -277,7 +277,7 @@ def run_sweep(
 
 
 class _Progress:
-    """One status line when something changes, or every ``every_s`` seconds."""
+    """A status line when a job starts or ends, and every ``every_s`` seconds."""
 
     def __init__(self, jobs: Sequence[SweepJob], out: Path, echo: Callable[[str], None],
                  every_s: float = 30.0) -> None:  # fmt: skip
@@ -296,10 +296,11 @@ class _Progress:
                 passes = (read_job(self.out / job.folder) or {}).get("passes_done", [])
                 todo = [p for p in job.passes if p not in passes]
                 line += f" {job.folder}: {'evaluating ' + todo[0] if todo else 'finishing'}"
+        counts = line.partition("]")[0]
         now = time.monotonic()
-        if line != self.last or now - self.last_time > self.every_s:
+        if counts != self.last or now - self.last_time > self.every_s:
             self.echo(line)
-            self.last, self.last_time = line, now
+            self.last, self.last_time = counts, now
 
 
 def _worker_init(threads: int) -> None:
@@ -332,7 +333,7 @@ def _local(jobs, out, summary, *, workers, threads, data_dir, device, echo, poll
                 finished, _ = wait(pending, timeout=poll_s, return_when=FIRST_COMPLETED)
                 for future in finished:
                     job = pending.pop(future)
-                    _record(summary, job, future, echo)
+                    _record(summary, job, future, out, echo)
                 running = [j for j in pending.values() if job_state(out, j) == "running"]
                 progress.show(running)
         except KeyboardInterrupt:
@@ -342,7 +343,7 @@ def _local(jobs, out, summary, *, workers, threads, data_dir, device, echo, poll
             raise
 
 
-def _record(summary: SweepSummary, job: SweepJob, future: Any, echo: Callable) -> None:
+def _record(summary: SweepSummary, job: SweepJob, future: Any, out: Path, echo: Callable) -> None:
     try:
         status = future.result()
     except Exception as err:  # the job could not even start (a conflict, a dead worker)
@@ -350,7 +351,9 @@ def _record(summary: SweepSummary, job: SweepJob, future: Any, echo: Callable) -
         summary.errors[job.folder] = f"{type(err).__name__}: {' '.join(str(err).split())}"
     summary.states[job.folder] = status
     if status != "complete":
-        echo(f"failed: {job.folder}: {summary.errors.get(job.folder) or 'see error.txt'}")
+        error = summary.errors.get(job.folder) or (read_job(out / job.folder) or {}).get("error")
+        summary.errors[job.folder] = error or f"ended {status}"
+        echo(f"failed: {job.folder}: {summary.errors[job.folder]}")
 
 
 class SubmititJob:
@@ -402,7 +405,7 @@ def _submitit(jobs, out, summary, *, workers, threads, data_dir, device, cluster
                 pending[submitted] = job
             time.sleep(poll_s)
             for submitted in [s for s in pending if s.done()]:
-                _record(summary, pending.pop(submitted), _SubmititResult(submitted), echo)
+                _record(summary, pending.pop(submitted), _SubmititResult(submitted), out, echo)
             progress.show([j for j in pending.values() if job_state(out, j) == "running"])
     except KeyboardInterrupt:
         for submitted in pending:
@@ -468,5 +471,8 @@ def finish_sweep(
     frame = collect(jobs, out)
     if frame.empty:
         return pd.DataFrame(), [Path(out) / JOB_JSON]
-    files = render_report(frame, Path(out), anchor=anchor, spec=spec)
+    files = render_report(
+        frame, Path(out), anchor=anchor, html=True, folders=[Path(out)],
+        entropy=spec.data.entropy_nats,
+    )  # fmt: skip
     return arm_table(frame), files

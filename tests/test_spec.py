@@ -93,8 +93,8 @@ dataset = "kodak"
     jobs = {j.folder: j for j in expand(load_spec(_write(tmp_path, text)))}
     jpeg = jobs["jpeg"]
     assert jpeg.codec == "jpeg" and not jpeg.trains and list(jpeg.passes) == ["codec"]
-    assert jobs["zoo-bvae-beta0.3-s1"].weights == "zoo:beta-vae-photos-0.3"
-    assert not jobs["zoo-bvae-beta1-s1"].trains
+    assert jobs["zoo-bvae-beta0.3"].weights == "zoo:beta-vae-photos-0.3"
+    assert not jobs["zoo-bvae-beta1"].trains and jobs["zoo-bvae-beta1"].seed is None
     assert jobs["bvae-beta0.5-latent_dim8-s0"].passes["codec"]["dataset"] == "kodak"
     assert list(jobs["bvae-beta0.5-latent_dim8-s0"].passes) == ["codec"]  # passes given: no default
 
