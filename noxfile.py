@@ -22,7 +22,8 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def demo(session: nox.Session) -> None:
-    """Offline demo: classical codecs on the photos bundled with scikit-image/scikit-learn."""
+    """Offline demo (benchmarks/specs/demo.toml): zoo models, a learned codec and classical
+    codecs on the photos bundled with scikit-image/scikit-learn."""
     install(session)
     session.run("vlae-bench", "demo", *session.posargs)
 

@@ -258,7 +258,7 @@ def sweep(
 
 
 SUMMARY_COLUMNS = ["arm", "β/λ/q", "rate kind", "estimator", "seeds", "bpp", "NLL [nats]",
-                   "PSNR [dB]", "MS-SSIM [dB]", "NLL sd", "PSNR sd"]  # fmt: skip
+                   "PSNR [dB]", "MS-SSIM [dB]", "NLL sd", "PSNR sd", "images"]  # fmt: skip
 
 
 def _key_values(pairs: list[str]) -> dict[str, object]:

@@ -56,7 +56,7 @@ ARM_COLUMNS = {
     "estimator": "estimator", "seeds": "seeds", "bpp": "bpp", "bits_per_dim": "bits/dim",
     "rate_nats": "rate [nats]", "distortion_nats": "distortion [nats]", "nll_nats": "NLL [nats]",
     "psnr": "PSNR [dB]", "ssim": "SSIM", "ms_ssim_db": "MS-SSIM [dB]", "nll_sd": "NLL sd",
-    "psnr_sd": "PSNR sd", "bpp_sd": "bpp sd",
+    "psnr_sd": "PSNR sd", "bpp_sd": "bpp sd", "images": "images",
 }  # fmt: skip
 
 
@@ -77,13 +77,16 @@ def arm_table(frame: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=list(ARM_COLUMNS.values()))
     rows = pd.concat(parts, ignore_index=True)
     rows["seed"] = rows["seed"].fillna("") if "seed" in rows else ""
+    counts = [rows[c] for c in ("n_images", "n_examples") if c in rows]
+    rows["images"] = pd.concat(counts, axis=1).max(axis=1) if counts else np.nan
     keys = ["dataset", "method", "value", "rate_kind", "estimator"]
-    numbers = rows[ARM_MEANS].apply(pd.to_numeric, errors="coerce")
+    numbers = rows[ARM_MEANS + ["images"]].apply(pd.to_numeric, errors="coerce")
     grouped = pd.concat([rows[keys + ["seed"]], numbers], axis=1).groupby(
         keys, dropna=False, sort=True
     )
     table = grouped[ARM_MEANS].mean()
     table["seeds"] = grouped["seed"].nunique()
+    table["images"] = grouped["images"].max()
     for column in ("nll_nats", "psnr", "bpp"):
         table[f"{column.split('_')[0]}_sd"] = grouped[column].std(ddof=1)
     table = table.reset_index().dropna(axis=1, how="all")

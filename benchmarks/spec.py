@@ -64,6 +64,7 @@ class EvalPass(_Strict):
     limit: int | None = Field(None, ge=1)
     iw_samples: int = Field(0, ge=0)  # likelihood passes: k of the IWAE bound (0: ELBO only)
     batch_size: int = Field(256, ge=1)
+    rate_kinds: list[Literal["coded", "kl", "estimate", "fixed", "prior"]] | None = None  # kept
 
 
 class Evaluation(_Strict):
@@ -162,6 +163,7 @@ class Spec(_Strict):
 
 
 CADENCE = {"checkpoint_every", "log_every", "eval_every", "progress", "device"}
+LATER_PASS_FIELDS = {"rate_kinds"}
 
 
 @dataclass(frozen=True)
@@ -191,13 +193,24 @@ class SweepJob:
         """What determines the job's numbers: logging and checkpoint cadence do not."""
         if self.codec is not None:
             return {"codec": self.codec, "quality": self.quality, "dataset": self.dataset,
-                    "passes": self.passes}  # fmt: skip
+                    "passes": self._pass_ids()}  # fmt: skip
         train = {k: v for k, v in self.train_config.items() if k not in CADENCE}
-        return {
+        config = {
             "model": self.model, "dataset": self.dataset, "train_split": self.train_split,
             "model_config": self.model_config, "train_config": train, "weights": self.weights,
-            "weights_sha256": weights_sha256(self.weights), "passes": self.passes,
+            "passes": self._pass_ids(),
         }  # fmt: skip
+        if self.weights is not None:
+            config["weights_sha256"] = weights_sha256(self.weights)
+        return config
+
+    def _pass_ids(self) -> dict[str, dict[str, Any]]:
+        """The passes as the id sees them: a field added to ``EvalPass`` after sweeps were
+        committed counts only when set, so adding one keeps every existing job's id."""
+        return {
+            name: {k: v for k, v in fields.items() if k not in LATER_PASS_FIELDS or v is not None}
+            for name, fields in self.passes.items()
+        }
 
     @property
     def job_id(self) -> str:

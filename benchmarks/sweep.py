@@ -112,12 +112,13 @@ def run_job(job: SweepJob, out: Path, data_dir: Path | None = None, device: str 
         "status": "running", "host": socket.gethostname(), "pid": os.getpid(),
         "started": _now(), "passes_done": (previous or {}).get("passes_done", []),
         "attempts": (previous or {}).get("attempts", 0) + 1,
+        "earlier_wall_s": _earlier_wall(previous),
     }  # fmt: skip
     write_json(folder / JOB_JSON, info)
     (folder / "error.txt").unlink(missing_ok=True)
     start = time.perf_counter()
     try:
-        checkpoint = _model_checkpoint(job, folder, data_dir)
+        checkpoint = _model_checkpoint(job, folder, data_dir, device)
         for name, evaluation in job.passes.items():
             if name in info["passes_done"]:
                 continue
@@ -137,11 +138,21 @@ def run_job(job: SweepJob, out: Path, data_dir: Path | None = None, device: str 
     return info["status"]
 
 
+def _earlier_wall(previous: dict[str, Any] | None) -> float:
+    """Wall time of the attempts before this one that recorded theirs (a SIGKILLed attempt
+    cannot)."""
+    if previous is None:
+        return 0.0
+    return round(float(previous.get("earlier_wall_s", 0.0)) + float(previous.get("wall_s", 0.0)), 2)
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _model_checkpoint(job: SweepJob, folder: Path, data_dir: Path | None) -> str | None:
+def _model_checkpoint(
+    job: SweepJob, folder: Path, data_dir: Path | None, device: str
+) -> str | None:
     """The job's checkpoint: its ``weights`` (checked against the arm's config), or the one
     it trains into ``JOB/train``; None for a codec."""
     from benchmarks.model_runs import train_to
@@ -153,7 +164,8 @@ def _model_checkpoint(job: SweepJob, folder: Path, data_dir: Path | None) -> str
     if job.weights is not None:
         _check_weights(job)
         return job.weights
-    config = make_config(TrainConfig, {**job.train_config, "progress": False}, "training config")
+    overrides = {**job.train_config, "progress": False, "device": device}
+    config = make_config(TrainConfig, overrides, "training config")
     path = train_to(
         folder / TRAIN, job.model, job.dataset, model_config=job.model_config, config=config,
         split=job.train_split, data_dir=data_dir,
@@ -326,7 +338,7 @@ def _local(jobs, out, summary, *, workers, threads, data_dir, device, echo, poll
         initargs=(threads,),
     ) as pool:  # fmt: skip
         pending: dict[Future, SweepJob] = {
-            pool.submit(run_job, job, out, data_dir, device): job for job in jobs
+            pool.submit(_pool_job, job, out, data_dir, device): job for job in jobs
         }
         try:
             while pending:
@@ -337,10 +349,22 @@ def _local(jobs, out, summary, *, workers, threads, data_dir, device, echo, poll
                 running = [j for j in pending.values() if job_state(out, j) == "running"]
                 progress.show(running)
         except KeyboardInterrupt:
-            for future in pending:
-                future.cancel()
+            # The pool hands queued jobs to workers ahead of time: stop them, or a worker
+            # whose job was interrupted would start the next one.
+            pool.shutdown(wait=False, cancel_futures=True)
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.terminate()
             echo("interrupted: finished jobs and checkpoints are kept; rerun to resume")
             raise
+
+
+def _pool_job(job: SweepJob, out: Path, data_dir: Path | None, device: str) -> str:
+    """:func:`run_job` in a pool worker, which ends on SIGINT once the job has recorded it,
+    instead of taking the next job."""
+    try:
+        return run_job(job, out, data_dir, device)
+    except KeyboardInterrupt:
+        os._exit(130)
 
 
 def _record(summary: SweepSummary, job: SweepJob, future: Any, out: Path, echo: Callable) -> None:
@@ -429,16 +453,19 @@ class _SubmititResult:
 
 
 def collect(jobs: Sequence[SweepJob], out: Path) -> pd.DataFrame:
-    """Every complete job's rows, labelled: ``method`` is the arm (plus any grid value the
-    rows' own parameter does not show), ``model`` the registry name, ``arm``, ``seed``,
-    ``sweep_job`` and ``pass``; written to ``OUT/results.parquet``."""
+    """Every complete job's rows (of the rate kinds each pass keeps), labelled: ``method``
+    is the arm (plus any grid value the rows' own parameter does not show), ``model`` the
+    registry name, ``arm``, ``seed``, ``sweep_job`` and ``pass``; written to
+    ``OUT/results.parquet``."""
     frames = []
     for job in jobs:
         folder = Path(out) / job.folder
         if job_state(out, job) != "complete":
             continue
-        for name in job.passes:
+        for name, evaluation in job.passes.items():
             frame = read_results([folder / name]).drop(columns="source")
+            if evaluation.get("rate_kinds"):
+                frame = frame[frame["rate_kind"].isin(evaluation["rate_kinds"])]
             frame["model"] = frame["method"] if job.codec is None else pd.NA
             frame["method"] = _label(job, frame)
             frame["arm"], frame["pass"], frame["sweep_job"] = job.arm, name, job.job_id

@@ -36,6 +36,7 @@ limit = 48
 [eval.passes.codec]
 kind = "codec"
 limit = 6
+rate_kinds = ["coded"]  # the table keeps the codes; the forward pass's KL rows are left out
 [[arms]]
 name = "beta-vae"
 model = "beta-vae"
@@ -132,6 +133,8 @@ def test_the_arm_table_has_every_arm_and_value_with_its_rate_kind(swept):
     assert {("beta-vae", 0.1), ("beta-vae", 4.0), ("vlae", 1.0), ("png", 6.0)} <= arms
     assert {"coded", "kl"} <= set(table["rate kind"])
     assert {"elbo", "per image"} <= set(table["estimator"])
+    per_image = table[table["estimator"] == "per image"]
+    assert set(per_image["rate kind"]) == {"coded"}  # the pass's rate_kinds
 
 
 class _Collector(HTMLParser):
@@ -202,3 +205,16 @@ def test_the_demo_spec_puts_models_learned_and_classical_codecs_on_one_table(
     assert all(kinds.values()), kinds
     assert (out / "report.html").exists() and (out / "rd_psnr_embedded_crop_128.png").exists()
     assert "beta-vae" in stdout and "webp" in stdout
+
+
+@pytest.mark.slow
+def test_vlae_bench_demo_runs_the_whole_demo_offline(tmp_path, monkeypatch, capsys):
+    """`vlae-bench demo` with no data folder: every arm, one table, the report."""
+    monkeypatch.delenv("VLAE_BENCH_DATA", raising=False)
+    out = tmp_path / "demo"
+    code, stdout, err = run_cli(monkeypatch, capsys, "demo", "--out", str(out))
+    assert code == 0, err
+    table = read_results([out])
+    assert set(table["arm"]) == {a.name for a in load_spec(
+        Path(benchmarks.__file__).parent / "specs" / "demo.toml").arms}  # fmt: skip
+    assert "report.html" in stdout
