@@ -251,6 +251,9 @@ def sweep(
         shown = [c for c in SUMMARY_COLUMNS if c in table and table[c].notna().any()]
         typer.echo(table[shown].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     typer.echo(f"{len(expanded)} jobs, {time.perf_counter() - start:.0f} s -> {files[0]}")
+    if summary.elsewhere:
+        others = ", ".join(summary.elsewhere)
+        echo_err(f"still run by another process: {others}; rerun when they end to collect them")
     if summary.failed:
         echo_err(f"{len(summary.failed)} job(s) failed: {', '.join(summary.failed)} (each "
                  "folder's job.json and error.txt say why; rerun to retry them)")  # fmt: skip

@@ -49,6 +49,10 @@ LAUNCHERS = ("local", "submitit")
 # --- one job -------------------------------------------------------------------------------
 
 
+class JobInUse(BenchError):
+    """Another live process (a second sweep over the same folder) is running the job."""
+
+
 def read_job(folder: Path) -> dict[str, Any] | None:
     path = Path(folder) / JOB_JSON
     if not path.exists():
@@ -105,7 +109,7 @@ def run_job(job: SweepJob, out: Path, data_dir: Path | None = None, device: str 
     if previous is not None and previous.get("status") == "complete":
         return "complete"
     if (previous or {}).get("pid") != os.getpid() and job_state(out, job) == "running":
-        raise BenchError(f"{folder} is being run by another process (pid {previous.get('pid')})")
+        raise JobInUse(f"{folder} is being run by another process (pid {previous.get('pid')})")
     info = {
         "job_id": job.job_id, "arm": job.arm, "dataset": job.dataset, "seed": job.seed,
         "point": dict(job.point), "label": job.label, "config": job.config,
@@ -231,7 +235,12 @@ class SweepSummary:
 
     @property
     def failed(self) -> list[str]:
-        return [f for f, s in self.states.items() if s != "complete"]
+        return [f for f, s in self.states.items() if s not in ("complete", "running")]
+
+    @property
+    def elsewhere(self) -> list[str]:
+        """Jobs another process was running when this sweep ended."""
+        return [f for f, s in self.states.items() if s == "running"]
 
 
 def describe(jobs: Sequence[SweepJob], out: Path) -> pd.DataFrame:
@@ -272,9 +281,13 @@ def run_sweep(
             f"{out / conflicts[0]} holds another job's results (the spec or profile changed); "
             "use another --out, or move those folders away"
         )
-    todo = [j for j in jobs if job_state(out, j) != "complete"]
-    summary = SweepSummary({j.folder: "complete" for j in jobs if j not in todo})
-    echo(f"{len(jobs)} jobs: {len(jobs) - len(todo)} complete, {len(todo)} to run ({launcher})")
+    states = {j.folder: job_state(out, j) for j in jobs}
+    todo = [j for j in jobs if states[j.folder] not in ("complete", "running")]
+    summary = SweepSummary({f: s for f, s in states.items() if s in ("complete", "running")})
+    elsewhere = sum(s == "running" for s in states.values())
+    note = f", {elsewhere} run by another process" if elsewhere else ""
+    done = len(jobs) - len(todo) - elsewhere
+    echo(f"{len(jobs)} jobs: {done} complete, {len(todo)} to run ({launcher}){note}")
     if todo:
         start = _local if launcher == "local" else _submitit
         start(todo, out, summary, workers=workers, threads=threads, data_dir=data_dir,
@@ -282,7 +295,7 @@ def run_sweep(
               poll_s=poll_s)  # fmt: skip
     for job in todo:
         summary.states[job.folder] = state = job_state(out, job)
-        if state != "complete":
+        if state not in ("complete", "running"):
             info = read_job(out / job.folder) or {}
             summary.errors.setdefault(job.folder, info.get("error", f"ended {state}"))
     return summary
@@ -370,6 +383,10 @@ def _pool_job(job: SweepJob, out: Path, data_dir: Path | None, device: str) -> s
 def _record(summary: SweepSummary, job: SweepJob, future: Any, out: Path, echo: Callable) -> None:
     try:
         status = future.result()
+    except JobInUse as err:  # another sweep took it meanwhile: not ours to report
+        summary.states[job.folder] = "running"
+        echo(f"skipped: {err}")
+        return
     except Exception as err:  # the job could not even start (a conflict, a dead worker)
         status = "failed"
         summary.errors[job.folder] = f"{type(err).__name__}: {' '.join(str(err).split())}"
@@ -445,8 +462,11 @@ class _SubmititResult:
     def result(self) -> str:
         try:
             return self.job.result()
-        except Exception as err:  # submitit wraps the job's own exception
-            raise BenchError(str(err).strip().splitlines()[-1]) from None
+        except Exception as err:  # submitit wraps the job's own exception in its text
+            last = str(err).strip().splitlines()[-1]
+            raise (JobInUse if "being run by another process" in last else BenchError)(
+                last
+            ) from None
 
 
 # --- the sweep's table ---------------------------------------------------------------------

@@ -51,7 +51,7 @@ def test_the_shipped_spec_expands_to_its_arms_seeds_and_datasets():
     assert large.passes["iwae"]["limit"] == 200 and large.passes["iwae"]["iw_samples"] == 1000
     assert large.passes["elbo"] == {
         "kind": "likelihood", "dataset": "binarized-mnist", "split": "test", "limit": None,
-        "iw_samples": 0, "batch_size": 256,
+        "iw_samples": 0, "batch_size": 256, "rate_kinds": None,
     }  # fmt: skip
     assert large.train_split == "train" and large.model_config["pixelcnn_kernel"] == 7
     # ids are a function of the resolved config: stable across loads, changed by the budget

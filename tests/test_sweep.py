@@ -149,6 +149,25 @@ def test_a_sweep_killed_mid_job_resumes_to_the_same_numbers(tmp_path, binarized_
     assert "3 complete, 0 to run" in again.stderr  # a finished sweep reruns nothing
 
 
+def test_two_sweeps_over_one_folder_share_the_jobs(tmp_path, binarized_mnist_dir):
+    """A second sweep skips the jobs a live first one is running; neither counts them as
+    failures, and every job runs once."""
+    env = {**os.environ, "VLAE_BENCH_DATA": str(binarized_mnist_dir.parent)}
+    spec, out = _spec(tmp_path, 150), tmp_path / "shared"
+    jobs = expand(load_spec(spec))
+    first = _sweep(spec, out, env=env, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while job_state(out, jobs[0]) != "running" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    lines: list[str] = []
+    summary = run_sweep(jobs, out, data_dir=binarized_mnist_dir.parent, echo=lines.append)
+    stdout, stderr = first.communicate(timeout=300)
+    assert first.returncode == 0, stderr[-2000:]
+    assert not summary.failed and "1 run by another process" in lines[0]
+    assert all(job_state(out, j) == "complete" for j in jobs)
+    assert all(read_job(out / j.folder)["attempts"] == 1 for j in jobs)  # each ran once
+
+
 def test_a_failed_job_is_recorded_and_the_sweep_goes_on(
     tmp_path, binarized_mnist_dir, monkeypatch, capsys
 ):
