@@ -24,6 +24,7 @@ from benchmarks.sweep import (
     executor_for,
     job_state,
     read_job,
+    run_job,
     run_sweep,
 )
 
@@ -297,3 +298,27 @@ def test_committed_sweeps_are_what_their_spec_expands_to(folder, spec, profile):
         assert (info["job_id"], info["status"]) == (job.job_id, "complete"), job.folder
     table = read_results([out])
     assert set(table["sweep_job"]) == {j.job_id for j in jobs}
+
+
+@pytest.mark.parametrize(
+    ("arm", "message"),
+    [
+        (
+            'model = "beta-vae"\nweights = "zoo:hvae-photos-1"',
+            "holds a hvae, not the arm's beta-vae",
+        ),
+        (
+            'model = "beta-vae"\nweights = "zoo:beta-vae-photos-1"\ngrid = { latent_dim = [32] }',
+            "was not trained as the arm says (latent_dim: 64 != 32)",
+        ),
+    ],
+)
+def test_weights_that_are_not_the_arms_model_fail_the_job(tmp_path, arm, message):
+    path = tmp_path / "spec.toml"
+    path.write_text(
+        '[spec]\nname = "w"\n[data]\ndatasets = ["embedded:crop=64"]\n'
+        '[eval.passes.codec]\nkind = "codec"\n[[arms]]\nname = "a"\n' + arm + "\n"
+    )
+    (job,) = expand(load_spec(path))
+    assert run_job(job, tmp_path / "o") == "failed"
+    assert message in read_job(tmp_path / "o" / job.folder)["error"]
