@@ -265,6 +265,13 @@ def load_spec(path: Path | str) -> Spec:
     except ValidationError as err:
         first = err.errors()[0]
         raise BenchError(f"{_where(path, text, tuple(first['loc']))}: {first['msg']}") from None
+    names = {arm.name for arm in spec.arms}
+    for profile_name, profile in spec.profiles.items():
+        for name in set(profile.arms) - names:  # a typo would silently drop a budget
+            raise BenchError(
+                f"{_where(path, text, ('profiles', profile_name, 'arms', name))}: no arm "
+                f"{name!r}; arms: {sorted(names)}"
+            )
     for index, arm in enumerate(spec.arms):
         _check_fields(path, text, spec, index, arm)
     return spec

@@ -130,6 +130,11 @@ dataset = "kodak"
             "unknown model 'beta-vea'",
         ),
         (
+            lambda s: s + "[profiles.smoke.arms.bvea]\ntrain = { steps = 2 }\n",
+            "[profiles.smoke.arms.bvea]",
+            "profiles.smoke.arms.bvea: no arm 'bvea'; arms: ['bvae']",
+        ),
+        (
             lambda s: s + "[profiles.smoke.arms.bvae]\ntrain = { stesp = 2 }\n",
             "stesp",
             "profiles.smoke.arms.bvae.train.stesp: not a field of TrainConfig",
