@@ -45,8 +45,8 @@ def test_every_arm_runs_through_the_sweep_and_compare(tmp_path, binarized_mnist_
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
 
-    seeds = pd.read_csv(results / "comparison_seeds.csv").set_index("arm")
-    assert set(seeds.index) == {a.name for a in spec.arms}
+    seeds = pd.read_csv(results / "comparison_seeds.csv").set_index(["arm", "seed"])
+    assert set(seeds.index) == {(a.name, seed) for a in spec.arms for seed in a.seeds}
     for arm in spec.arms:
         folder = results / f"{arm.name}-s1"
         iwae = read_results([folder / "iwae"]).iloc[0]
@@ -55,8 +55,8 @@ def test_every_arm_runs_through_the_sweep_and_compare(tmp_path, binarized_mnist_
         # the best NLL: the IWAE bound, or for the latent-free PixelCNN its exact NLL over the
         # larger (ELBO) evaluation
         best, estimator = (elbo, "exact") if arm.model == "pixelcnn" else (iwae, "iwae k=16")
-        assert seeds.loc[arm.name, "nll"] == pytest.approx(best["nll_nats"], rel=1e-12)
-        assert seeds.loc[arm.name, "nll_estimator"] == estimator
-        assert seeds.loc[arm.name, "kl"] == pytest.approx(elbo["rate_nats"], rel=1e-12)
+        assert seeds.loc[(arm.name, 1), "nll"] == pytest.approx(best["nll_nats"], rel=1e-12)
+        assert seeds.loc[(arm.name, 1), "nll_estimator"] == estimator
+        assert seeds.loc[(arm.name, 1), "kl"] == pytest.approx(elbo["rate_nats"], rel=1e-12)
     for name in ("comparison.md", "comparison.png", "training.png", "what_z_keeps.png"):
         assert (results / name).exists(), name
