@@ -372,6 +372,11 @@ def eval_command(
     device: str = typer.Option("auto", help="auto, cpu, cuda, ..."),
     overwrite: bool = typer.Option(False, help="Replace another evaluation's results in --out."),
     progress: bool = typer.Option(True, help="Progress bar for the IWAE pass."),
+    compile: bool = typer.Option(
+        False,
+        help="torch.compile the model's networks: same numbers to float tolerance, "
+        "about 3x faster IWAE on a CPU after a compile of tens of seconds.",
+    ),
 ) -> None:
     """Split-level likelihood statistics: ELBO, IWAE, KL per level, active units, I(x;z)."""
     from benchmarks.model_runs import eval_to
@@ -382,7 +387,7 @@ def eval_command(
     store = eval_to(
         out, checkpoint, dataset, split=split, iw_samples=iw_samples, data_dir=data_dir,
         weights=weights, batch_size=batch_size, limit=limit, device=device, overwrite=overwrite,
-        progress=progress,
+        progress=progress, compile=compile,
     )  # fmt: skip
     frame = store.frame()
     render_report(frame, out, runs=load_runs([out]))

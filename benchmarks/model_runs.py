@@ -10,6 +10,7 @@ reconstruction quality come from the evaluation path instead (``-c model:CKPT``)
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,7 @@ def train_to(
     fresh: bool = False,
 ) -> Path:
     """Train ``model`` on ``dataset``/``split`` into ``out`` and return the checkpoint path."""
+    from vlae_models.distributed import launched_world
     from vlae_models.train import _RESUMABLE_CHANGES, CHECKPOINT_NAME, train
 
     resolved = dataclasses.asdict(config)
@@ -90,16 +92,24 @@ def train_to(
             k: v for k, v in resolved.items() if k not in _RESUMABLE_CHANGES | {"device"}
         },
     })  # fmt: skip
-    store = RunStore(out, job, overwrite=fresh, progress_file=CHECKPOINT_NAME)
     pixels = load_pixels(dataset, split, data_dir, config.seed)
     held_out = load_pixels(dataset, eval_split, data_dir, config.seed) if eval_split else None
-    with store.running() as run:
-        run.update(model=model, dataset=dataset, split=split, model_config=model_config,
-                   train_config=resolved)  # fmt: skip
+
+    def run_training() -> Path:
         return train(
             model, pixels, config=config, out_dir=out, eval_data=held_out,
             model_config=model_config, resume=not fresh,
         )  # fmt: skip
+
+    world = launched_world()
+    if int(os.environ.get("RANK", "0")) != 0:  # data-parallel: rank 0 keeps the run's record
+        return run_training()
+    store = RunStore(out, job, overwrite=fresh, progress_file=CHECKPOINT_NAME)
+    with store.running() as run:
+        run.update(model=model, dataset=dataset, split=split, model_config=model_config,
+                   train_config=resolved, world_size=world,
+                   shard_batch=config.batch_size // world)  # fmt: skip
+        return run_training()
 
 
 def eval_to(
@@ -116,10 +126,12 @@ def eval_to(
     device: str = "auto",
     overwrite: bool = False,
     progress: bool = True,
+    compile: bool = False,
 ) -> RunStore:
     """Split-level likelihood statistics of a checkpoint (a path or ``zoo:NAME``) into ``out``.
 
-    Evaluating the same checkpoint the same way again replaces its rows.
+    Evaluating the same checkpoint the same way again replaces its rows. ``compile`` is a
+    speed setting (see :func:`vlae_models.evaluate.evaluate`), not part of the job.
     """
     from vlae_models.checkpoint import load, read_meta
     from vlae_models.compressai_nets import SIZES
@@ -148,7 +160,7 @@ def eval_to(
         rows = evaluate(
             model, pixels, iw_samples=iw_samples, dataset=dataset, split=split,
             method=meta["model"], beta=(meta.get("train_config") or {}).get("beta"), seed=seed,
-            batch_size=batch_size, out_dir=out, progress=progress,
+            batch_size=batch_size, out_dir=out, progress=progress, compile=compile,
         )  # fmt: skip
         for row in rows:
             row.update(checkpoint=str(checkpoint), weights=meta["weights"],

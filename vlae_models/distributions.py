@@ -56,5 +56,8 @@ def kl_std_normal(mean: Tensor, std: Tensor) -> Tensor:
 
 
 def rsample(mean: Tensor, std: Tensor) -> Tensor:
-    """Reparameterised sample mean + std * eps (Kingma & Welling 2014)."""
-    return mean + std * torch.randn_like(std)
+    """Reparameterised sample mean + std * eps (Kingma & Welling 2014). In a data-parallel
+    step eps is this rank's rows of the global batch's noise (:mod:`vlae_models.distributed`)."""
+    from vlae_models.distributed import standard_normal_like
+
+    return mean + std * standard_normal_like(std)

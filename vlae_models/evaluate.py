@@ -49,7 +49,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from vlae_models.core import IW_ROWS, LatentModel, ModelError, as_nchw
+from vlae_models.core import IW_ROWS, LatentModel, ModelError, as_nchw, compile_networks
 from vlae_models.files import atomic_write
 
 LN2 = math.log(2.0)
@@ -72,16 +72,21 @@ def evaluate(
     mi_max_examples: int = 10_000,
     out_dir: Path | str | None = None,
     progress: bool = False,
+    compile: bool = False,
 ) -> list[dict[str, Any]]:
     """Evaluate ``model`` on uint8 pixels (N, C, H, W) and return result rows (see module doc).
 
     ``iw_samples`` = k > 0 adds the IWAE estimate (continuous latents only); ``max_iw_rows``
     bounds how many decoder rows one vectorised call holds. ``seed`` fixes every random draw
     without touching the caller's RNG. With ``out_dir``, reconstruction and sample grids are
-    saved as PNG (samples are the likelihood's mean).
+    saved as PNG (samples are the likelihood's mean). ``compile=True`` runs the model's
+    deterministic networks through ``torch.compile`` (:func:`~vlae_models.core.compile_networks`):
+    the same numbers to float tolerance, several times faster for the IWAE pass on a CPU; the
+    rows then say ``compiled=True``.
     """
     pixels = as_nchw(data, "data")
     model.eval()
+    compiled = bool(compile_networks(model)) if compile else False
     device = next(model.parameters()).device
     n, c, h, w = pixels.shape
     fork = [device.index or 0] if device.type == "cuda" else []
@@ -106,6 +111,7 @@ def evaluate(
         "n_examples": n,
         "distortion_nats": stats["distortion"],
         "config": json.dumps(dataclasses.asdict(model.config), sort_keys=True),
+        "compiled": compiled or None,
     }
     if beta is not None:
         common.update(param="beta", value=float(beta))

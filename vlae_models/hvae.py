@@ -187,6 +187,9 @@ class HVAE(LatentModel):
         _, trace = self._top_down(self.encode(x), "mean")
         return [(post[0].flatten(1), post[1].flatten(1)) for _, _, post in trace]
 
+    def compile_targets(self) -> list[nn.Module]:
+        return [self.decoder]
+
     def log_importance_weights(self, x: Tensor, k: int) -> Tensor:
         """Bottom-up once per image, then k top-down samples per image in one batch."""
         b = x.shape[0]

@@ -34,6 +34,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,7 @@ from tqdm.auto import tqdm
 from vlae_models import checkpoint
 from vlae_models.config import config_dataclass
 from vlae_models.core import LatentModel, ModelError, ModelOutput, as_nchw, build
+from vlae_models.distributed import SINGLE, Group, join, noise_shard, rank_device
 from vlae_models.files import atomic_write
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
@@ -206,31 +208,46 @@ def free_bits_floor(config: TrainConfig, model: LatentModel) -> float:
 
 
 def objective(
-    out: ModelOutput, config: TrainConfig, step: int, free_bits: float | None = None
+    out: ModelOutput,
+    config: TrainConfig,
+    step: int,
+    free_bits: float | None = None,
+    group: Group = SINGLE,
 ) -> tuple[Tensor, float]:
     """The training loss for one batch and the beta used (see the module docstring).
 
     ``free_bits`` is the resolved floor (``free_bits_floor``); None uses ``config.free_bits``.
+    In a data-parallel step (``group``) the floor and the capacity target act on the mean rate
+    of the global batch, while the loss stays this shard's, so that DDP's averaged gradient is
+    the global batch's (:mod:`vlae_models.distributed`).
     """
     if free_bits is None:
         free_bits = config.free_bits or 0.0
-    rate = out.rate.float()
+    rate = out.rate.float().mean()
     if config.capacity_gamma > 0:
-        rate_term = config.capacity_gamma * (rate.mean() - capacity_at(config, step)).abs()
+        gap = group.mean(rate) - capacity_at(config, step)
+        rate_term = config.capacity_gamma * torch.sign(gap) * (rate - capacity_at(config, step))
         beta = float("nan")
     else:
         beta = beta_at(config, step)
         if free_bits <= 0:
-            floored = rate.mean()
+            floored = rate
         elif config.free_bits_mode == "level" and "kl_levels" in out.extras:
-            floored = out.extras["kl_levels"].float().mean(0).clamp(min=free_bits).sum()
+            levels = out.extras["kl_levels"].float().mean(0)
+            floored = _floor(levels, group.mean(levels), free_bits).sum()
         else:
-            floored = rate.mean().clamp(min=free_bits)
+            floored = _floor(rate, group.mean(rate), free_bits)
         rate_term = beta * floored
     loss = out.distortion.float().mean() + rate_term
     if "aux_loss" in out.extras:
         loss = loss + out.extras["aux_loss"].float().mean()
     return loss, beta
+
+
+def _floor(local: Tensor, batch_mean: Tensor, floor: float) -> Tensor:
+    """max(rate, floor) decided on the global batch's mean: the shard's rate where that mean
+    is above the floor (the gradient flows), the constant floor where it is not."""
+    return torch.where(batch_mean >= floor, local, torch.full_like(local, floor))
 
 
 def data_fingerprint(pixels: Tensor) -> dict[str, Any]:
@@ -316,15 +333,25 @@ class StepResult:
 
 
 def training_step(
-    state: TrainState, x: Tensor, config: TrainConfig, free_bits: float, bf16: bool = False
+    state: TrainState,
+    x: Tensor,
+    config: TrainConfig,
+    free_bits: float,
+    bf16: bool = False,
+    group: Group = SINGLE,
+    net: torch.nn.Module | None = None,
 ) -> StepResult:
-    """One optimisation step on the batch x; a non-finite or too-large step is skipped."""
+    """One optimisation step on the batch x; a non-finite or too-large step is skipped.
+
+    Data-parallel: x is this rank's shard, ``net`` the DDP wrapper of ``state.model`` (which
+    averages the gradients in ``backward``); the returned numbers are the global batch's.
+    """
     model, optimizer = state.model, state.optimizer
-    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
-        out = model(x)
-    loss, beta = objective(out, config, state.step, free_bits)
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16), noise_shard(group):
+        out = (net or model)(x)
+    loss, beta = objective(out, config, state.step, free_bits, group)
     optimizer.zero_grad(set_to_none=True)
-    loss_value, grad_norm = float(loss.detach()), float("nan")
+    loss_value, grad_norm = float(group.mean(loss)), float("nan")
     if math.isfinite(loss_value):
         loss.backward()
         max_norm = config.grad_clip if config.grad_clip is not None else math.inf
@@ -348,19 +375,29 @@ def training_step(
         state.consecutive += 1
     state.step += 1
     return StepResult(
-        loss_value, float(out.rate.detach().float().mean()),
-        float(out.distortion.detach().float().mean()), grad_norm, beta, reason,
+        loss_value, float(group.mean(out.rate.float().mean())),
+        float(group.mean(out.distortion.float().mean())), grad_norm, beta, reason,
     )  # fmt: skip
 
 
 class Checkpointer:
-    """Saves and restores a :class:`TrainState` as ``checkpoint.safetensors`` in a run folder."""
+    """Saves and restores a :class:`TrainState` as ``checkpoint.safetensors`` in a run folder.
 
-    def __init__(self, out_dir: Path, config: TrainConfig, total: int, fingerprint: dict) -> None:
+    Data-parallel, rank 0 writes and the others wait for it; every rank restores."""
+
+    def __init__(
+        self, out_dir: Path, config: TrainConfig, total: int, fingerprint: dict,
+        group: Group = SINGLE,
+    ) -> None:  # fmt: skip
         self.path = out_dir / CHECKPOINT_NAME
-        self.config, self.total, self.fingerprint = config, total, fingerprint
+        self.config, self.total, self.fingerprint, self.group = config, total, fingerprint, group
 
     def save(self, state: TrainState) -> None:
+        if self.group.is_main:
+            self._write(state)
+        self.group.barrier()
+
+    def _write(self, state: TrainState) -> None:
         checkpoint.save(
             self.path, state.model, train_config=self.config, step=state.step,
             optimizer=state.optimizer,
@@ -368,6 +405,8 @@ class Checkpointer:
             extra={
                 "skipped_steps": state.skipped, "consecutive_skips": state.consecutive,
                 "total_steps": self.total, "data_fingerprint": self.fingerprint,
+                "world_size": self.group.world,
+                "shard_batch": self.config.batch_size // self.group.world,
             },
         )  # fmt: skip
 
@@ -389,15 +428,19 @@ class Checkpointer:
 
 
 class TrainLog:
-    """``train_log.jsonl``: one JSON record per log line, means over the steps since the last."""
+    """``train_log.jsonl``: one JSON record per log line, means over the steps since the last.
+    Only one process writes it (``enabled``: rank 0 of a data-parallel run)."""
 
-    def __init__(self, out_dir: Path) -> None:
+    def __init__(self, out_dir: Path, enabled: bool = True) -> None:
         self.path = out_dir / LOG_NAME
         self.window = _Window()
+        self.enabled = enabled
 
     def start(self, step: int) -> None:
         """A fresh run clears the log; a resumed one drops lines written after its checkpoint,
         and a line a killed run left half-written."""
+        if not self.enabled:
+            return
         if step == 0:
             self.path.unlink(missing_ok=True)
         elif self.path.exists():
@@ -405,6 +448,8 @@ class TrainLog:
             atomic_write(self.path, "".join(line + "\n" for line in keep))
 
     def write(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
 
@@ -449,7 +494,8 @@ def train(
     out_dir.mkdir(parents=True, exist_ok=True)
     pixels = as_nchw(train_data, "train_data")
     eval_pixels = as_nchw(eval_data, "eval_data") if eval_data is not None else None
-    device = resolve_device(config.device)
+    group, created_group = join(resolve_device(config.device))
+    device = rank_device(resolve_device(config.device), group)
     use_bf16 = config.bf16 and device.type == "cuda"
     if config.bf16 and not use_bf16:
         warnings.warn("bf16 autocast is only used on CUDA; training in float32", stacklevel=2)
@@ -466,27 +512,34 @@ def train(
     ema = WeightEMA(model, config.ema_decay) if config.ema_decay > 0 else None
     state = TrainState(model, make_optimizer(model, config), ema)
     total = total_steps(config, len(pixels))
-    saver = Checkpointer(out_dir, config, total, data_fingerprint(pixels))
+    saver = Checkpointer(out_dir, config, total, data_fingerprint(pixels), group)
     if not (resume and saver.restore(state)):
         torch.manual_seed(config.seed)  # the loop's own randomness: z samples, code restarts
-    log = TrainLog(out_dir)
+    log = TrainLog(out_dir, enabled=group.is_main)
     log.start(state.step)
+    net = data_parallel(model, group, device)
+    if group.parallel and group.is_main:
+        print(
+            f"data-parallel: {group.world} processes x {config.batch_size // group.world} "
+            f"images = global batch {config.batch_size} ({torch.distributed.get_backend()})",
+            file=sys.stderr,
+        )
 
     pixels = pixels.to(device)
     batches = EpochBatches(len(pixels), config.batch_size, config.seed)
     free_bits = free_bits_floor(config, model)
     name = getattr(model, "registry_name", type(model).__name__)
     bar = tqdm(
-        total=total, initial=state.step, desc=f"train {name}", disable=not config.progress,
-        dynamic_ncols=True,
+        total=total, initial=state.step, desc=f"train {name}",
+        disable=not (config.progress and group.is_main), dynamic_ncols=True,
     )  # fmt: skip
     try:
         while state.step < total:
             batch = pixels[batches.indices(state.step).to(device)]
             if config.crop is not None:
                 batch = random_crops(batch, config.crop, config.seed, state.step)
-            x = model.prepare(batch)
-            result = training_step(state, x, config, free_bits, use_bf16)
+            x = model.prepare(group.shard(batch))
+            result = training_step(state, x, config, free_bits, use_bf16, group, net)
             done = state.step
             if result.skip_reason is None:
                 log.window.add(
@@ -509,15 +562,29 @@ def train(
                         distortion=f"{means['distortion']:.2f}",
                     )  # fmt: skip
             if eval_pixels is not None and config.eval_every and done % config.eval_every == 0:
-                log.write({"step": done, "eval": _quick_eval(model, ema, eval_pixels)})
+                log.write({"step": done, "eval": _quick_eval(model, ema, eval_pixels, group)})
             if done % config.checkpoint_every == 0 or done == total:
                 saver.save(state)
             bar.update(1)
     finally:
         bar.close()
     if eval_pixels is not None:
-        log.write({"step": total, "eval": _quick_eval(model, ema, eval_pixels)})
+        log.write({"step": total, "eval": _quick_eval(model, ema, eval_pixels, group)})
+    group.barrier()
+    if created_group:
+        torch.distributed.destroy_process_group()
     return saver.path
+
+
+def data_parallel(model: LatentModel, group: Group, device: torch.device) -> torch.nn.Module:
+    """The module a training step calls: ``model`` itself, or its DDP wrapper across ranks
+    (which also broadcasts rank 0's weights at the start, so every rank begins the same)."""
+    if not group.parallel:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=ids)
 
 
 def _check_resumable(
@@ -537,11 +604,22 @@ def _check_resumable(
         raise ModelError(f"cannot resume from {path}: it was trained on different data")
 
 
-def _quick_eval(model: LatentModel, ema: WeightEMA | None, pixels: Tensor) -> dict[str, float]:
-    """Negative ELBO and its parts on ``pixels`` with the EMA weights (no IWAE, no MI)."""
+def _quick_eval(
+    model: LatentModel, ema: WeightEMA | None, pixels: Tensor, group: Group = SINGLE
+) -> dict[str, float]:
+    """Negative ELBO and its parts on ``pixels`` with the EMA weights (no IWAE, no MI).
+
+    Data-parallel, each rank evaluates every W-th image and the means are all-reduced,
+    weighted by the images each rank saw."""
     from vlae_models.evaluate import evaluate
 
     target = ema.averaged_model(model) if ema is not None else copy.deepcopy(model).eval()
-    rows = evaluate(target, pixels, iw_samples=0, mutual_info=False)
+    part = pixels[group.rank :: group.world]
+    rows = evaluate(target, part, iw_samples=0, mutual_info=False)
     keep = ("rate_kind", "rate_nats", "distortion_nats", "nll_nats", "bits_per_dim")
-    return {r["rate_kind"] + ":" + k: r[k] for r in rows for k in keep[1:] if k in r}
+    means = {r["rate_kind"] + ":" + k: r[k] for r in rows for k in keep[1:] if k in r}
+    if not group.parallel:
+        return means
+    sums = group.sum(torch.tensor([len(part), *(v * len(part) for v in means.values())],
+                                  dtype=torch.float64))  # fmt: skip
+    return {k: float(v / sums[0]) for k, v in zip(means, sums[1:], strict=True)}

@@ -86,6 +86,9 @@ class BetaVAE(LatentModel):
         params = self.decode(torch.randn(n, self.config.latent_dim, device=device))
         return self.likelihood.mean(params) if mode == "mean" else self.likelihood.sample(params)
 
+    def compile_targets(self) -> list[nn.Module]:
+        return [self.decoder_in, self.decoder]
+
     def posterior_moments(self, x: Tensor) -> list[tuple[Tensor, Tensor]]:
         return [self.encode(x)]
 
