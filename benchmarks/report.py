@@ -234,8 +234,12 @@ def render_report(
     for sweep jobs' reconstruction grids; ``entropy`` is the data's, where known."""
     from benchmarks.plots import bits_figure, rd_plots, save_figure, slug
     from benchmarks.runs import make_folder
+    from benchmarks.throughput_report import is_throughput, throughput_section
 
     make_folder(out_dir)  # a path under a regular file is a one-line error
+    timed = is_throughput(frame)
+    throughput_md, throughput_files = throughput_section(frame[timed], out_dir)
+    frame = frame[~timed]
     split_level = frame[frame["image"] == ALL_IMAGES]
     agg = aggregate(frame[frame["image"] != ALL_IMAGES])
     figures = rd_plots(agg, out_dir)
@@ -254,7 +258,8 @@ def render_report(
             "learned codecs they count the entropy coder's payload, as CompressAI does, and "
             "the whole container (header and checksum too) is the container bpp"
         )
-    md.append(f"Rates: {notes}. Metrics are computed per image, then averaged over images.")
+    if kinds:
+        md.append(f"Rates: {notes}. Metrics are computed per image, then averaged over images.")
 
     def section(heading: str, table: pd.DataFrame) -> None:
         nonlocal md, tex
@@ -307,6 +312,7 @@ def render_report(
                         bd_table(coded, chosen))  # fmt: skip
             elif anchor:
                 md += ["", f"(anchor '{anchor}' has no coded lossy curve here; no BD table)"]
+    md += throughput_md
     written = [out_dir / "report.md"]
     atomic_write(written[0], "\n".join(md) + "\n")
     if html:
@@ -316,7 +322,7 @@ def render_report(
         written.append(out_dir / "report.tex")
         atomic_write(written[-1], latex_document(tex))
     figures_written = [p for paths in figures.values() for p in paths]
-    return written + figures_written + extra_figures + beta_files
+    return written + figures_written + extra_figures + beta_files + throughput_files
 
 
 def html_document(markdown_text: str, folder: Path) -> str:
