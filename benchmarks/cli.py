@@ -337,6 +337,28 @@ def throughput(
     typer.echo(f"{len(store.rows)} row(s) -> {out}")
 
 
+@app.command("perf-gate")
+def perf_gate(
+    baseline: Path = typer.Argument(..., help="pytest-benchmark JSON of the baseline run."),
+    current: Path = typer.Argument(..., help="pytest-benchmark JSON of the run to check."),
+    threshold: float = typer.Option(
+        0.3, min=0.0, help="Largest allowed slowdown of a ratio (0.3 = 30 %)."
+    ),
+) -> None:
+    """Fail when a benchmark got slower against the reference workload timed in its own run
+    (machine-independent: each median divided by test_reference_workload's)."""
+    from benchmarks.perf_gate import compare
+
+    table = compare(baseline, current, threshold)
+    typer.echo(table.to_markdown(index=False, floatfmt=".3f"))
+    failed = table[~table["passes"]]
+    if len(failed):
+        typer.echo(f"{len(failed)} benchmark(s) slower than {threshold:.0%}: "
+                   + ", ".join(failed["benchmark"]))  # fmt: skip
+        raise typer.Exit(1)
+    typer.echo(f"all {len(table)} benchmarks within {threshold:.0%} of the baseline")
+
+
 @app.command("models")
 def models_command() -> None:
     """List the registered models, and every field `--set` accepts (model and training)."""

@@ -410,12 +410,30 @@ class SubmititJob:
         import torch
 
         torch.set_num_threads(self.threads)
+        if _data_parallel_rank() != 0:  # a task beside rank 0: it trains, rank 0 does the rest
+            if self.job.trains and job_state(self.out, self.job) != "complete":
+                _model_checkpoint(self.job, self.out / self.job.folder, self.data_dir, self.device)
+            return "complete"
         return run_job(self.job, self.out, self.data_dir, self.device)
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
         from submitit.helpers import DelayedSubmission
 
         return DelayedSubmission(self, *args, **kwargs)
+
+
+def _data_parallel_rank() -> int:
+    """In a submitit job of several tasks (``--cluster-param tasks_per_node=N``), export the
+    torch.distributed variables (rank, world size, master address) and return this task's
+    rank; the training then runs data-parallel (:mod:`vlae_models.distributed`). 0 otherwise."""
+    import submitit
+    from submitit.helpers import TorchDistributedEnvironment
+
+    env = submitit.JobEnvironment()
+    if env.num_tasks <= 1:
+        return 0
+    TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+    return env.global_rank
 
 
 def executor_for(out: Path, threads: int, cluster_params: dict[str, Any]) -> Any:

@@ -234,6 +234,28 @@ def test_submitit_local_executor_runs_jobs_and_requeues_a_preempted_one(
     assert set(table["arm"]) == {"bvae", "png"} and table["sweep_job"].nunique() == 3
 
 
+def test_submitit_starts_a_data_parallel_job_of_two_tasks(
+    tmp_path, binarized_mnist_dir, monkeypatch
+):
+    """``tasks_per_node=2``: the job's training runs on two gloo ranks (rank 0 records the job
+    and evaluates) and follows the single-process run of the same job."""
+    monkeypatch.setenv("VLAE_BENCH_DATA", str(binarized_mnist_dir.parent))
+    (job, *_) = expand(load_spec(_spec(tmp_path, 20)))
+    one = run_sweep([job], tmp_path / "one", echo=lambda _: None)
+    two_tasks = {"cluster": "local", "tasks_per_node": 2}
+    two = run_sweep([job], tmp_path / "two", launcher="submitit", echo=lambda _: None,
+                    cluster_params=two_tasks, poll_s=0.5)  # fmt: skip
+    assert not one.failed and not two.failed
+    run = json.loads((tmp_path / "two" / job.folder / "train" / "run.json").read_text())
+    assert (run["world_size"], run["shard_batch"]) == (2, 16)
+    logs = [(tmp_path / name / job.folder / "train" / "train_log.jsonl").read_text().splitlines()
+            for name in ("one", "two")]  # fmt: skip
+    for a, b in zip(*logs, strict=True):
+        a, b = json.loads(a), json.loads(b)
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4), a["step"]
+    assert job_state(tmp_path / "two", job) == "complete"
+
+
 def _child(pid: int) -> int:
     """The task process submitit's local controller ``pid`` started (Linux /proc)."""
     for stat in Path("/proc").glob("[0-9]*/stat"):

@@ -1,0 +1,132 @@
+"""The hot paths, for CI performance regression (`nox -s perf`; see README "Performance CI").
+
+Every benchmark here is compared in two ways: pytest-benchmark's own absolute comparison
+(``--benchmark-compare-fail=median:15%``, for a fixed machine) and, machine-independent, as a
+ratio to ``test_reference_workload`` measured in the same run (``vlae-bench perf-gate``).
+
+``VLAE_BENCH_PERF_SLOWDOWN=N`` runs every hot path N times per round: the deliberate slowdown
+that shows the gate catches a regression (the reference workload is left alone).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from baselines.codec import make_codec
+from benchmarks.perf_gate import reference_workload
+from vlae_models.core import build
+from vlae_models.train import TrainConfig, TrainState, make_optimizer, training_step
+
+pytestmark = pytest.mark.perf
+SLOWDOWN = int(os.environ.get("VLAE_BENCH_PERF_SLOWDOWN", "1"))
+
+
+def run(benchmark, fn, *args):
+    def repeated():
+        for _ in range(SLOWDOWN):
+            fn(*args)
+
+    benchmark.pedantic(repeated, rounds=7, iterations=1, warmup_rounds=1)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def digits(binarized_mnist_dir):
+    from benchmarks.datasets import load_array
+
+    array = load_array("binarized-mnist", "test", data_dir=binarized_mnist_dir.parent)
+    return torch.from_numpy(array[:32]).unsqueeze(1)
+
+
+@pytest.fixture(scope="module")
+def kodim(kodak_dir):
+    return np.asarray(Image.open(kodak_dir / "kodim01.png"))
+
+
+@pytest.mark.benchmark(group="reference")
+def test_reference_workload(benchmark):
+    benchmark.pedantic(reference_workload, rounds=7, iterations=1, warmup_rounds=1)
+
+
+def _step(model, x):
+    torch.manual_seed(0)
+    config = TrainConfig(steps=1, batch_size=len(x), ema_decay=0.0, progress=False)
+    state = TrainState(model.train(), make_optimizer(model, config), None)
+    return lambda: training_step(state, x, config, model.free_bits_nats)
+
+
+@pytest.mark.benchmark(group="train_step")
+@pytest.mark.parametrize("name", ["beta-vae", "hvae", "vq-vae", "vlae", "pixelcnn"])
+def test_train_step(benchmark, digits, name):
+    torch.manual_seed(0)
+    model = build(name)
+    run(benchmark, _step(model, model.prepare(digits)))
+
+
+@pytest.mark.benchmark(group="train_step")
+def test_train_step_compressai_factorized(benchmark, kodim):
+    torch.manual_seed(0)
+    model = build("bmshj2018-factorized", image_size=64)
+    crops = torch.from_numpy(np.ascontiguousarray(kodim[:128, :128])).permute(2, 0, 1)
+    x = model.prepare(
+        crops.unfold(1, 64, 64).unfold(2, 64, 64).reshape(3, 4, 64, 64).transpose(0, 1)
+    )
+    run(benchmark, _step(model, x.contiguous()))
+
+
+@pytest.mark.benchmark(group="iwae")
+@pytest.mark.parametrize("name, images, k", [("beta-vae", 8, 128), ("vlae", 2, 32)])
+def test_iwae(benchmark, digits, name, images, k):
+    from vlae_models.checkpoint import load
+    from vlae_models.zoo import resolve
+
+    model, _ = load(resolve(f"zoo:{name}-binarized-mnist"))
+    x = model.prepare(digits[:images])
+
+    def iwae():
+        torch.manual_seed(0)
+        with torch.no_grad():
+            model.log_likelihood(x, k)
+
+    run(benchmark, iwae)
+
+
+@pytest.mark.benchmark(group="codec")
+@pytest.mark.parametrize("name", ["jpeg", "webp", "png"])
+def test_codec_encode_decode(benchmark, kodim, name):
+    codec = make_codec(name)
+    data = codec.encode(kodim)
+    run(benchmark, lambda: (codec.encode(kodim), codec.decode(data)))
+
+
+@pytest.mark.benchmark(group="learned_codec")
+def test_learned_codec_compress_decompress(benchmark, kodim):
+    from baselines.method import plan
+
+    (setting,), _ = plan(["bmshj2018-hyperprior:zoo:hyperprior-photos-0.013"], None)
+    codec = setting.build()
+    codec.setup("cpu")
+    crop = np.ascontiguousarray(kodim[:256, :256])
+    data = codec.encode(crop)
+    run(benchmark, lambda: (codec.encode(crop), codec.decode(data)))
+
+
+@pytest.mark.benchmark(group="metrics")
+def test_metrics_on_a_kodak_image(benchmark, kodim):
+    from benchmarks.metrics import ImageMetrics
+
+    codec = make_codec("jpeg", 50)
+    decoded = codec.decode(codec.encode(kodim))
+    run(benchmark, lambda: ImageMetrics(kodim)(decoded))
