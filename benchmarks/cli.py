@@ -439,6 +439,9 @@ def eval_command(
         help="torch.compile the model's networks: same numbers to float tolerance, "
         "about 3x faster IWAE on a CPU after a compile of tens of seconds.",
     ),
+    dtype: str = typer.Option(
+        "fp32", help="fp32, bf16 or fp16: autocast of the networks (GPU); likelihoods stay fp32."
+    ),
 ) -> None:
     """Split-level likelihood statistics: ELBO, IWAE, KL per level, active units, I(x;z)."""
     from benchmarks.model_runs import eval_to
@@ -449,7 +452,7 @@ def eval_command(
     store = eval_to(
         out, checkpoint, dataset, split=split, iw_samples=iw_samples, data_dir=data_dir,
         weights=weights, batch_size=batch_size, limit=limit, device=device, overwrite=overwrite,
-        progress=progress, compile=compile,
+        progress=progress, compile=compile, dtype=dtype,
     )  # fmt: skip
     frame = store.frame()
     render_report(frame, out, runs=load_runs([out]))

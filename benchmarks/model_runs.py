@@ -127,11 +127,13 @@ def eval_to(
     overwrite: bool = False,
     progress: bool = True,
     compile: bool = False,
+    dtype: str = "fp32",
 ) -> RunStore:
     """Split-level likelihood statistics of a checkpoint (a path or ``zoo:NAME``) into ``out``.
 
     Evaluating the same checkpoint the same way again replaces its rows. ``compile`` is a
-    speed setting (see :func:`vlae_models.evaluate.evaluate`), not part of the job.
+    speed setting (see :func:`vlae_models.evaluate.evaluate`), not part of the job; a
+    reduced-precision ``dtype`` changes the numbers, so it is.
     """
     from vlae_models.checkpoint import load, read_meta
     from vlae_models.compressai_nets import SIZES
@@ -150,7 +152,7 @@ def eval_to(
     job = Job("eval", {
         "checkpoint": str(checkpoint), "weights_sha256": meta.get("data_sha256"),
         "dataset": dataset, "split": split, "iw_samples": iw_samples, "weights": weights,
-        "limit": limit,
+        "limit": limit, **({"dtype": dtype} if dtype != "fp32" else {}),
     })  # fmt: skip
     store = RunStore(out, job, overwrite=overwrite)
     model, meta = load(path, device=resolve_device(device), weights=weights)
@@ -160,7 +162,7 @@ def eval_to(
         rows = evaluate(
             model, pixels, iw_samples=iw_samples, dataset=dataset, split=split,
             method=meta["model"], beta=(meta.get("train_config") or {}).get("beta"), seed=seed,
-            batch_size=batch_size, out_dir=out, progress=progress, compile=compile,
+            batch_size=batch_size, out_dir=out, progress=progress, compile=compile, dtype=dtype,
         )  # fmt: skip
         for row in rows:
             row.update(checkpoint=str(checkpoint), weights=meta["weights"],

@@ -2,9 +2,9 @@
 
 Absolute times differ between machines, and shared CI hosts add 10-30 % noise from run to run.
 So each benchmark is divided by a fixed reference workload (:func:`reference_workload`, a
-plain matmul and convolution) timed in the *same* run: the ratio moves when the code gets
-slower, much less when the machine does. :func:`compare` gates a run against a baseline run
-on that ratio (``vlae-bench perf-gate BASELINE.json CURRENT.json``).
+plain matmul and convolution) timed in the *same* run, beside it: the ratio moves when the
+code gets slower, much less when the machine does. :func:`compare` gates a run against a
+baseline run on that ratio (``vlae-bench perf-gate BASELINE.json CURRENT.json``).
 """
 
 from __future__ import annotations
@@ -33,30 +33,33 @@ def reference_workload() -> float:
     return float(a.sum() + torch.nn.functional.conv2d(x, w, padding=1).sum())
 
 
-def medians(path: Path) -> dict[str, float]:
-    """``{benchmark name: median seconds}`` of a pytest-benchmark JSON file."""
+def ratios(path: Path) -> dict[str, float]:
+    """``{benchmark: median / reference median}`` of a pytest-benchmark JSON file.
+
+    The reference is the one timed beside each benchmark, round by round
+    (``extra_info["reference_median_s"]``, see ``tests/perf/test_hot_paths.py``); a benchmark
+    without one is divided by the run's own ``test_reference_workload``.
+    """
     try:
         data = json.loads(Path(path).read_text())
-        found = {b["name"]: float(b["stats"]["median"]) for b in data["benchmarks"]}
+        found = {b["name"]: (float(b["stats"]["median"]),
+                             b.get("extra_info", {}).get("reference_median_s"))
+                 for b in data["benchmarks"]}  # fmt: skip
     except FileNotFoundError:
         raise BenchError(f"no benchmark results at {path}") from None
-    except (ValueError, KeyError, TypeError) as err:
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise BenchError(f"{path} is not a pytest-benchmark JSON file ({err})") from None
     if REFERENCE not in found:
         raise BenchError(f"{path} has no {REFERENCE}: run the whole perf session")
-    return found
-
-
-def ratios(found: dict[str, float]) -> dict[str, float]:
-    """Each benchmark's median over the reference workload's, from the same run."""
-    reference = found[REFERENCE]
-    return {name: t / reference for name, t in found.items() if name != REFERENCE}
+    run_reference = found[REFERENCE][0]
+    return {name: median / (beside or run_reference)
+            for name, (median, beside) in found.items() if name != REFERENCE}  # fmt: skip
 
 
 def compare(baseline: Path, current: Path, threshold: float = 0.3) -> pd.DataFrame:
     """One row per benchmark of both runs: the ratios, their change, and whether it passes
     (``change <= threshold``: 0.3 lets a benchmark get 30 % slower against the reference)."""
-    before, after = ratios(medians(baseline)), ratios(medians(current))
+    before, after = ratios(baseline), ratios(current)
     rows = []
     for name in sorted(set(before) & set(after)):
         change = after[name] / before[name] - 1.0

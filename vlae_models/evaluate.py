@@ -54,6 +54,7 @@ from vlae_models.files import atomic_write
 
 LN2 = math.log(2.0)
 AU_THRESHOLD = 0.01
+AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def evaluate(
@@ -73,6 +74,7 @@ def evaluate(
     out_dir: Path | str | None = None,
     progress: bool = False,
     compile: bool = False,
+    dtype: str = "fp32",
 ) -> list[dict[str, Any]]:
     """Evaluate ``model`` on uint8 pixels (N, C, H, W) and return result rows (see module doc).
 
@@ -82,7 +84,9 @@ def evaluate(
     saved as PNG (samples are the likelihood's mean). ``compile=True`` runs the model's
     deterministic networks through ``torch.compile`` (:func:`~vlae_models.core.compile_networks`):
     the same numbers to float tolerance, several times faster for the IWAE pass on a CPU; the
-    rows then say ``compiled=True``.
+    rows then say ``compiled=True``. ``dtype="bf16"`` or ``"fp16"`` runs the networks under
+    autocast (meant for GPUs); the likelihoods, the posterior and prior densities and the
+    log-sum-exp stay in float32 (they upcast), and the rows record the dtype.
     """
     pixels = as_nchw(data, "data")
     model.eval()
@@ -90,7 +94,10 @@ def evaluate(
     device = next(model.parameters()).device
     n, c, h, w = pixels.shape
     fork = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=fork), torch.no_grad():
+    if dtype not in AUTOCAST:
+        raise ModelError(f"dtype must be one of {sorted(AUTOCAST)}, got {dtype!r}")
+    cast = torch.autocast(device.type, dtype=AUTOCAST[dtype], enabled=AUTOCAST[dtype] is not None)
+    with torch.random.fork_rng(devices=fork), torch.no_grad(), cast:
         torch.manual_seed(seed)
         stats = _pass(model, pixels, batch_size, device, mutual_info)
         iwae = None
@@ -112,6 +119,7 @@ def evaluate(
         "distortion_nats": stats["distortion"],
         "config": json.dumps(dataclasses.asdict(model.config), sort_keys=True),
         "compiled": compiled or None,
+        "dtype": dtype if dtype != "fp32" else None,
     }
     if beta is not None:
         common.update(param="beta", value=float(beta))
