@@ -468,7 +468,7 @@ def measure(
             per_image = int(np.mean([im.shape[0] * im.shape[1] for im in images]))
         for phase in [p for p in phases if p in calls]:
             # An autoregressive draw of a batch takes H*W steps: a few repeats say enough.
-            n = max(3, repeats // 3) if phase == "sample" else repeats
+            n = min(repeats, max(3, repeats // 3)) if phase == "sample" else repeats
             timing = time_calls(calls[phase], torch_device, n, 1 if phase == "sample" else warmup)
             row = {**common, "dataset": data, "image": ALL_IMAGES, "phase": phase,
                    "batch_size": batch_size, **timing.row(batch_size, per_image)}  # fmt: skip

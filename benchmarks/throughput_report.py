@@ -7,7 +7,8 @@ from pathlib import Path
 import pandas as pd
 
 COLUMNS = {
-    "method": "method", "phase": "phase", "batch_size": "batch", "dtype": "dtype",
+    "target": "target", "method": "method", "phase": "phase", "batch_size": "batch",
+    "dtype": "dtype",
     "images_per_s": "images/s", "pixels_per_s": "Mpixels/s", "p50_ms": "p50 ms",
     "p95_ms": "p95 ms", "iqr_ms": "IQR ms", "peak_mem_mb": "peak MB",
     "entropy_share": "entropy coding share",
@@ -26,17 +27,19 @@ def throughput_table(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def throughput_figure(rows: pd.DataFrame, title: str):
-    """images/s against batch size (log-log), one panel per phase, a line per method."""
+    """images/s against batch size (log-log), one panel per phase, a line per target (a model
+    checkpoint and a codec of the same architecture are two targets)."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
     order = ("train_step", "train_loop", "dataloader_loop", "forward", "encode", "decode", "sample")
     phases = [p for p in order if p in set(rows["phase"])]
-    methods = sorted(set(rows["method"]))
+    key = "target" if "target" in rows else "method"
+    methods = sorted(set(rows[key]))
     fig, axes = plt.subplots(1, len(phases), figsize=(3.6 * len(phases), 3.4), squeeze=False)
     for ax, phase in zip(axes[0], phases, strict=True):
         part = rows[rows["phase"] == phase]
-        sns.lineplot(data=part, x="batch_size", y="images_per_s", hue="method", style="dtype",
+        sns.lineplot(data=part, x="batch_size", y="images_per_s", hue=key, style="dtype",
                      hue_order=methods, marker="o", ax=ax, legend=ax is axes[0][-1])  # fmt: skip
         ax.set(xscale="log", yscale="log", title=phase, xlabel="batch size", ylabel="images/s")
         ax.grid(True, which="both", alpha=0.3)

@@ -86,8 +86,15 @@ class LatentModel(nn.Module):
         raise NotImplementedError
 
     def log_importance_weights(self, x: Tensor, k: int) -> Tensor:
-        """log p(x, z_i) - log q(z_i | x) for k posterior samples z_i: shape (B, k), nats."""
+        """log p(x, z_i) - log q(z_i | x) for k posterior samples z_i: shape (B, k), nats.
+
+        A model whose ``iw_posterior`` returns something also takes it as a third argument,
+        so that the chunks of one estimate share a single encoder pass."""
         raise ModelError(f"{type(self).__name__} has no importance-weighted likelihood")
+
+    def iw_posterior(self, x: Tensor) -> Any:
+        """What every chunk of an IWAE estimate of x can reuse (the encoder's output), or None."""
+        return None
 
     def compile_targets(self) -> list[nn.Module]:
         """The deterministic networks worth ``torch.compile``-ing for likelihood evaluation
@@ -112,11 +119,13 @@ class LatentModel(nn.Module):
         if k < 1:
             raise ModelError(f"iw_samples must be >= 1, got {k}")
         chunk = max(1, min(k, max_rows // max(1, x.shape[0])))
+        posterior = self.iw_posterior(x)
+        shared = () if posterior is None else (posterior,)
         total: Tensor | None = None
         done = 0
         while done < k:
             kc = min(chunk, k - done)
-            lse = torch.logsumexp(self.log_importance_weights(x, kc).double(), dim=1)
+            lse = torch.logsumexp(self.log_importance_weights(x, kc, *shared).double(), dim=1)
             total = lse if total is None else torch.logaddexp(total, lse)
             done += kc
         assert total is not None

@@ -110,9 +110,14 @@ class BetaVAE(LatentModel):
             raise ModelError(f"beta-vae stream does not fit: {err}") from None
         return {"x_hat": self.likelihood.mean(self.decode(z))}
 
-    def log_importance_weights(self, x: Tensor, k: int) -> Tensor:
-        """Encode once, draw k samples per example, decode all B*k in one batch."""
-        mean, std = self.encode(x)
+    def iw_posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return self.encode(x)
+
+    def log_importance_weights(
+        self, x: Tensor, k: int, posterior: tuple[Tensor, Tensor] | None = None
+    ) -> Tensor:
+        """Encode once (or take ``posterior``), draw k samples per example, decode all B*k."""
+        mean, std = posterior if posterior is not None else self.encode(x)
         b = x.shape[0]
         z = mean.unsqueeze(1) + std.unsqueeze(1) * torch.randn(b, k, mean.shape[1], device=x.device)
         log_q = gaussian_log_prob(z, mean.unsqueeze(1), std.unsqueeze(1)).sum(-1)  # (B, k)

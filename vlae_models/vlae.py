@@ -227,12 +227,18 @@ class VLAE(LatentModel):
     def posterior_moments(self, x: Tensor) -> list[tuple[Tensor, Tensor]]:
         return [self.encode(x)]
 
-    def log_importance_weights(self, x: Tensor, k: int) -> Tensor:
+    def iw_posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return self.encode(x)
+
+    def log_importance_weights(
+        self, x: Tensor, k: int, posterior: tuple[Tensor, Tensor] | None = None
+    ) -> Tensor:
         """log p(x|z_j) + log p(z_j) - log q(z_j|x) for k draws z_j ~ q(z|x): shape (B, k).
 
-        One encoder pass; the B*k decoder rows run in slices of ``decoder_rows_per_pass``.
+        One encoder pass (or ``posterior``, shared by the chunks of an estimate); the B*k
+        decoder rows run in slices of ``decoder_rows_per_pass``.
         """
-        mean, std = self.encode(x)
+        mean, std = posterior if posterior is not None else self.encode(x)
         b, d = mean.shape
         z = mean.unsqueeze(1) + std.unsqueeze(1) * torch.randn(b, k, d, device=x.device)
         log_qz = gaussian_log_prob(z, mean.unsqueeze(1), std.unsqueeze(1)).sum(-1)  # (B, k)

@@ -105,7 +105,12 @@ def raster_mask(
 
 
 class _FixedMaskConv2d(nn.Conv2d):
-    """A 'same'-padded Conv2d whose kernel is multiplied by a fixed 0/1 mask on every call."""
+    """A 'same'-padded Conv2d whose kernel is multiplied by a fixed 0/1 mask on every call.
+
+    Only the taps inside the mask's bounding box are convolved (a 3 x 3 vertical-stack kernel
+    is 2 x 3, a 1 x 3 horizontal one 1 x 2), with the padding shifted to match: the same sums
+    without the products by zero, a third fewer multiply-adds in the PixelCNN.
+    """
 
     mask: Tensor
 
@@ -113,9 +118,18 @@ class _FixedMaskConv2d(nn.Conv2d):
         out_channels, in_channels, kh, kw = mask.shape
         super().__init__(in_channels, out_channels, (kh, kw), padding=(kh // 2, kw // 2), bias=bias)
         self.register_buffer("mask", mask)
+        rows = mask.amax(dim=(0, 1, 3)).nonzero().flatten().tolist() or [kh // 2]
+        cols = mask.amax(dim=(0, 1, 2)).nonzero().flatten().tolist() or [kw // 2]
+        (r0, r1), (c0, c1) = (rows[0], rows[-1] + 1), (cols[0], cols[-1] + 1)
+        self._box = (slice(r0, r1), slice(c0, c1))
+        # F.pad order: left, right, top, bottom; negative values crop.
+        ph, pw = kh // 2, kw // 2
+        self._pads = (pw - c0, c1 - 1 - pw, ph - r0, r1 - 1 - ph)
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.conv2d(x, self.weight * self.mask, self.bias, padding=self.padding)
+        rows, cols = self._box
+        weight = (self.weight * self.mask)[:, :, rows, cols]
+        return F.conv2d(F.pad(x, self._pads), weight, self.bias)
 
 
 class MaskedConv2d(_FixedMaskConv2d):
