@@ -1,5 +1,8 @@
 """Developer sessions: `nox -s tests` (the default suite), `demo`, `lint`, `perf`, `slow`."""
 
+import os
+from pathlib import Path
+
 import nox
 
 nox.options.sessions = ["tests"]
@@ -37,9 +40,16 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def perf(session: nox.Session) -> None:
-    """pytest-benchmark suites (speed as ratios measured side by side)."""
+    """The hot paths under pytest-benchmark (tests/perf). Each run is saved in .benchmarks/;
+    once a run is there, later runs are compared with it and fail past
+    $VLAE_BENCH_PERF_FAIL (default median:15%). The machine-independent gate on ratios is
+    `vlae-bench perf-gate` (README, "Speed")."""
     install(session, "test,perf")
-    session.run("pytest", "-m", "perf", "--benchmark-only", *session.posargs)
+    args = ["--benchmark-autosave"]
+    if any(Path(".benchmarks").rglob("*.json")):
+        fail = os.environ.get("VLAE_BENCH_PERF_FAIL", "median:15%")
+        args += ["--benchmark-compare", f"--benchmark-compare-fail={fail}"]
+    session.run("pytest", "-m", "perf", "--benchmark-only", *args, *session.posargs)
 
 
 @nox.session(python=PYTHON)

@@ -36,11 +36,14 @@ def throughput_figure(rows: pd.DataFrame, title: str):
     phases = [p for p in order if p in set(rows["phase"])]
     key = "target" if "target" in rows else "method"
     methods = sorted(set(rows[key]))
+    palette = dict(zip(methods, sns.color_palette("tab20" if len(methods) > 10 else "tab10",
+                                                  len(methods)), strict=True))  # fmt: skip
     fig, axes = plt.subplots(1, len(phases), figsize=(3.6 * len(phases), 3.4), squeeze=False)
     for ax, phase in zip(axes[0], phases, strict=True):
         part = rows[rows["phase"] == phase]
         sns.lineplot(data=part, x="batch_size", y="images_per_s", hue=key, style="dtype",
-                     hue_order=methods, marker="o", ax=ax, legend=ax is axes[0][-1])  # fmt: skip
+                     hue_order=methods, palette=palette, marker="o", ax=ax,
+                     legend=ax is axes[0][-1])  # fmt: skip
         ax.set(xscale="log", yscale="log", title=phase, xlabel="batch size", ylabel="images/s")
         ax.grid(True, which="both", alpha=0.3)
     if axes[0][-1].get_legend() is not None:
