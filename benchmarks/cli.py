@@ -229,6 +229,9 @@ def sweep(
     dry_run: bool = typer.Option(False, "--dry-run", help="List the jobs and their state."),
     data_dir: Path | None = DataDir,
     device: str = typer.Option("cpu", help="Device for training and evaluation."),
+    compile: bool = typer.Option(
+        False, help="torch.compile the models for the likelihood passes (faster IWAE)."
+    ),
     anchor: str | None = typer.Option(None, help="Anchor arm for BD-rate (default jpeg)."),
 ) -> None:
     """Run a spec's jobs (train, evaluate, collect, report); rerunning resumes."""
@@ -244,7 +247,7 @@ def sweep(
     start = time.perf_counter()
     summary = run_sweep(
         expanded, out, launcher=launcher, workers=jobs, threads=threads, data_dir=data_dir,
-        device=device, cluster_params=_key_values(cluster_param), echo=echo_err,
+        device=device, compile=compile, cluster_params=_key_values(cluster_param), echo=echo_err,
     )  # fmt: skip
     table, files = finish_sweep(loaded, expanded, out, anchor=anchor)
     if not table.empty:

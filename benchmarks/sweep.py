@@ -95,9 +95,14 @@ def training_progress(out: Path, job: SweepJob) -> tuple[int, int] | None:
     return step, int(job.train_config.get("steps") or 0)
 
 
-def run_job(job: SweepJob, out: Path, data_dir: Path | None = None, device: str = "cpu") -> str:
+def run_job(
+    job: SweepJob, out: Path, data_dir: Path | None = None, device: str = "cpu",
+    compile: bool = False,
+) -> str:  # fmt: skip
     """Run one job to completion (resuming what an earlier attempt left) and return its
-    final status, ``complete`` or ``failed``. A folder holding another job is refused."""
+    final status, ``complete`` or ``failed``. A folder holding another job is refused.
+    ``compile`` runs the likelihood passes through ``torch.compile`` (a speed setting: not
+    part of the job)."""
     folder = Path(out).resolve() / job.folder
     make_folder(folder)
     previous = read_job(folder)
@@ -126,7 +131,7 @@ def run_job(job: SweepJob, out: Path, data_dir: Path | None = None, device: str 
         for name, evaluation in job.passes.items():
             if name in info["passes_done"]:
                 continue
-            _evaluate(job, evaluation, checkpoint, folder / name, data_dir, device)
+            _evaluate(job, evaluation, checkpoint, folder / name, data_dir, device, compile)
             info["passes_done"] = [*info["passes_done"], name]
             write_json(folder / JOB_JSON, info)
         info["status"] = "complete"
@@ -205,7 +210,7 @@ def method_spec(job: SweepJob, checkpoint: str | None) -> str:
 
 def _evaluate(
     job: SweepJob, evaluation: dict[str, Any], checkpoint: str | None, out: Path,
-    data_dir: Path | None, device: str,
+    data_dir: Path | None, device: str, compile: bool = False,
 ) -> None:  # fmt: skip
     from benchmarks.evaluation import evaluate_to
     from benchmarks.model_runs import eval_to
@@ -216,6 +221,7 @@ def _evaluate(
             iw_samples=evaluation["iw_samples"], data_dir=data_dir,
             batch_size=evaluation["batch_size"], limit=evaluation["limit"], device=device,
             overwrite=True, progress=False,  # a pass not marked done is recomputed whole
+            compile=compile,
         )  # fmt: skip
         return
     evaluate_to(
@@ -266,11 +272,13 @@ def run_sweep(
     threads: int = 1,
     data_dir: Path | None = None,
     device: str = "cpu",
+    compile: bool = False,
     cluster_params: dict[str, Any] | None = None,
     echo: Callable[[str], None] = print,
     poll_s: float = 2.0,
 ) -> SweepSummary:
-    """Run every job that is not complete, ``workers`` at a time, and report progress."""
+    """Run every job that is not complete, ``workers`` at a time, and report progress.
+    ``compile`` runs the likelihood passes through ``torch.compile`` (see :func:`run_job`)."""
     if launcher not in LAUNCHERS:
         raise BenchError(f"unknown launcher {launcher!r}; use one of {', '.join(LAUNCHERS)}")
     out = Path(out)
@@ -291,7 +299,7 @@ def run_sweep(
     if todo:
         start = _local if launcher == "local" else _submitit
         start(todo, out, summary, workers=workers, threads=threads, data_dir=data_dir,
-              device=device, cluster_params=cluster_params or {}, echo=echo,
+              device=device, compile=compile, cluster_params=cluster_params or {}, echo=echo,
               poll_s=poll_s)  # fmt: skip
     for job in todo:
         summary.states[job.folder] = state = job_state(out, job)
@@ -341,7 +349,8 @@ def _worker_init(threads: int) -> None:
     os.environ["OMP_NUM_THREADS"] = str(threads)
 
 
-def _local(jobs, out, summary, *, workers, threads, data_dir, device, echo, poll_s, **_) -> None:
+def _local(jobs, out, summary, *, workers, threads, data_dir, device, compile, echo, poll_s,
+           **_) -> None:  # fmt: skip
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")  # forking a torch process can hang
@@ -351,7 +360,7 @@ def _local(jobs, out, summary, *, workers, threads, data_dir, device, echo, poll
         initargs=(threads,),
     ) as pool:  # fmt: skip
         pending: dict[Future, SweepJob] = {
-            pool.submit(_pool_job, job, out, data_dir, device): job for job in jobs
+            pool.submit(_pool_job, job, out, data_dir, device, compile): job for job in jobs
         }
         try:
             while pending:
@@ -371,11 +380,11 @@ def _local(jobs, out, summary, *, workers, threads, data_dir, device, echo, poll
             raise
 
 
-def _pool_job(job: SweepJob, out: Path, data_dir: Path | None, device: str) -> str:
+def _pool_job(job: SweepJob, out: Path, data_dir: Path | None, device: str, compile: bool) -> str:
     """:func:`run_job` in a pool worker, which ends on SIGINT once the job has recorded it,
     instead of taking the next job."""
     try:
-        return run_job(job, out, data_dir, device)
+        return run_job(job, out, data_dir, device, compile)
     except KeyboardInterrupt:
         os._exit(130)
 
@@ -402,9 +411,9 @@ class SubmititJob:
     on disk, so the requeued job resumes where the first one stopped)."""
 
     def __init__(self, job: SweepJob, out: Path, data_dir: Path | None, device: str,
-                 threads: int) -> None:  # fmt: skip
+                 threads: int, compile: bool = False) -> None:  # fmt: skip
         self.job, self.out, self.data_dir, self.device = job, out, data_dir, device
-        self.threads = threads
+        self.threads, self.compile = threads, compile
 
     def __call__(self) -> str:
         import torch
@@ -414,7 +423,7 @@ class SubmititJob:
             if self.job.trains and job_state(self.out, self.job) != "complete":
                 _model_checkpoint(self.job, self.out / self.job.folder, self.data_dir, self.device)
             return "complete"
-        return run_job(self.job, self.out, self.data_dir, self.device)
+        return run_job(self.job, self.out, self.data_dir, self.device, self.compile)
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
         from submitit.helpers import DelayedSubmission
@@ -449,8 +458,8 @@ def executor_for(out: Path, threads: int, cluster_params: dict[str, Any]) -> Any
     return executor
 
 
-def _submitit(jobs, out, summary, *, workers, threads, data_dir, device, cluster_params, echo,
-              poll_s) -> None:  # fmt: skip
+def _submitit(jobs, out, summary, *, workers, threads, data_dir, device, compile,
+              cluster_params, echo, poll_s) -> None:  # fmt: skip
     executor = executor_for(out.resolve(), threads, cluster_params)
     progress = _Progress(jobs, out, echo)
     queue, pending = list(jobs), {}
@@ -458,7 +467,7 @@ def _submitit(jobs, out, summary, *, workers, threads, data_dir, device, cluster
         while queue or pending:
             while queue and len(pending) < workers:
                 job = queue.pop(0)
-                task = SubmititJob(job, out.resolve(), data_dir, device, threads)
+                task = SubmititJob(job, out.resolve(), data_dir, device, threads, compile)
                 submitted = executor.submit(task)
                 echo(f"submitted {job.folder} as {executor.cluster} job {submitted.job_id}")
                 pending[submitted] = job

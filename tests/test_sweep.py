@@ -256,6 +256,22 @@ def test_submitit_starts_a_data_parallel_job_of_two_tasks(
     assert job_state(tmp_path / "two", job) == "complete"
 
 
+@pytest.mark.slow
+def test_a_compiled_sweep_gives_the_eager_numbers(tmp_path, binarized_mnist_dir, monkeypatch):
+    """``--compile`` is a speed setting: the same job id, the same numbers to float tolerance,
+    and the rows of its likelihood pass say they were compiled."""
+    monkeypatch.setenv("VLAE_BENCH_DATA", str(binarized_mnist_dir.parent))
+    extra = "\n[eval.passes.iwae]\niw_samples = 16\nlimit = 32\n"
+    (job, *_) = expand(load_spec(_spec(tmp_path, 20, extra)))
+    for name, compile in (("eager", False), ("compiled", True)):
+        assert run_job(job, tmp_path / name, compile=compile) == "complete"
+    eager, compiled = (
+        read_results([tmp_path / n / job.folder / "iwae"]) for n in ("eager", "compiled")
+    )
+    assert compiled["compiled"].all() and "compiled" not in eager
+    assert compiled["nll_nats"].iloc[0] == pytest.approx(eager["nll_nats"].iloc[0], rel=1e-5)
+
+
 def _child(pid: int) -> int:
     """The task process submitit's local controller ``pid`` started (Linux /proc)."""
     for stat in Path("/proc").glob("[0-9]*/stat"):
