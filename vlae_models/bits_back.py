@@ -1,0 +1,627 @@
+"""Bits-back coding with ANS (BB-ANS; Townsend, Bird & Barber 2019, arXiv:1901.04866).
+
+A latent-variable model turns into a lossless code whose length per image approaches its
+negative ELBO, the MDL sum L(z) + L(x|z) minus the bits the posterior gives back:
+
+    encode x:  pop z with q(z|x)   (takes -log Q(z|x) bits off the stack: the "bits back")
+               push x with p(x|z)
+               push z with p(z)
+    decode:    pop z with p(z), pop x with p(x|z), push z with q(z|x)  (the stack is restored)
+
+The stack is `constriction`'s rANS coder (``AnsCoder``: 32-bit words, 24-bit probabilities);
+nothing here codes a bit itself. What this module adds is the discretization and the order.
+
+Latents are discretized on a grid of bins of width ``2**-latent_bits`` in the *prior's*
+standardized coordinates u = (z - mu_p) / sigma_p, out to ``LATENT_RANGE`` standard deviations
+either side (:class:`LatentGrid`). Prior and posterior are both Gaussians in u, so both are
+``QuantizedGaussian`` models on the same integer bins, and the decoded z is a bin centre.
+
+* β-VAE: u = z (prior N(0, I)); the 32 posterior dimensions are independent.
+* HVAE: level by level in generation order (:class:`HVAECoder`). Its inference is top-down,
+  q(z_l | x, z_<l), so every level's posterior needs x: all levels are popped before x is
+  pushed. Bit-Swap's interleaving (Kingma et al. 2019) needs a bottom-up Markov posterior
+  q(z_l+1 | z_l) and does not apply; this is the order of HiLLoC (Townsend et al. 2020).
+* VLAE: the autoregressive-flow prior is a standard normal in eps = f(z) (mean-only steps,
+  so |det df/dz| = 1). The latent is coded in eps. The coded posterior is q(z|x) pushed
+  through f linearized at the posterior mean, a full-covariance Gaussian N(f(mu), J S J^T)
+  with the same entropy as q, popped one dimension at a time through its Cholesky factor
+  (:class:`VLAECoder`). The PixelCNN scores x in one pass when encoding and is run pixel by
+  pixel when decoding, on the rows its window reaches; the two give the same logits bit for
+  bit (checked by the tests), which the code needs.
+
+Encoder and decoder must compute every probability from the same floats. Each network runs
+on the same batch (the lanes' current images) on both sides, Bernoulli logits go through
+one fixed table (:func:`bernoulli_probs`), and the Gaussian parameters are plain float64
+arithmetic of network outputs.
+
+Lanes. Independent chains ("lanes") are coded side by side, each on its own stack, with the
+networks batched across them: this is how the VLAE's sequential decoding is parallelised.
+Every lane starts from its own initial bits: random words from a fixed seed, as few as its
+first posterior pop needs (:func:`encode_lanes`). They are part of the message and counted;
+decoding checks that each lane returns to exactly them, so a damaged message is detected.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from vlae_models.core import LatentModel, ModelError
+
+LATENT_RANGE = 10.0  # prior standard deviations covered by the latent grid, either side
+POSTERIOR_WINDOW = 6.0  # posterior draws are confined to +-6 std (mass outside: 2e-9)
+LOGIT_SCALE = 256  # Bernoulli logits are rounded to 1/256 before the table lookup
+LOGIT_LIMIT = 32.0
+SEED_TAG = 0xB175BAC  # the initial bits of lane i are drawn from default_rng([SEED_TAG, i])
+
+
+class BitsBackError(ModelError):
+    """A model that bits-back coding does not support, or a message that does not decode."""
+
+
+def _windows(grid: LatentGrid, mean: np.ndarray, std: np.ndarray):
+    """Groups of dimensions that share a window half-width (a power of two at least
+    ``POSTERIOR_WINDOW`` standard deviations, in bins), with each dimension's centre bin."""
+    centre = np.round(mean / grid.step).astype(np.int64)
+    half = np.ceil(POSTERIOR_WINDOW * std / grid.step).clip(1, grid.limit)
+    half = (2 ** np.ceil(np.log2(half))).astype(np.int64)
+    return [(np.flatnonzero(half == h), centre[half == h], int(h)) for h in np.unique(half)]
+
+
+def _ans():
+    import constriction
+
+    return constriction.stream
+
+
+@dataclass(frozen=True)
+class LatentGrid:
+    """Bins of width ``2**-bits`` prior standard deviations, symbols -limit..limit."""
+
+    bits: int
+
+    @property
+    def step(self) -> float:
+        return 2.0**-self.bits
+
+    @property
+    def limit(self) -> int:
+        return int(LATENT_RANGE / self.step)
+
+    def family(self):
+        return _ans().model.QuantizedGaussian(-self.limit, self.limit)
+
+    def value(self, symbols: np.ndarray) -> np.ndarray:
+        """Bin centres in standardized units, float64."""
+        return symbols.astype(np.float64) * self.step
+
+
+_TABLE = 1.0 / (1.0 + np.exp(-np.arange(-LOGIT_LIMIT * LOGIT_SCALE, LOGIT_LIMIT * LOGIT_SCALE + 1)
+                             / LOGIT_SCALE))  # fmt: skip
+
+
+def bernoulli_probs(logits: Tensor) -> np.ndarray:
+    """P(x = 1) for logits, through a fixed table: the same logits give the same floats on
+    every side (a vectorised exp may round differently for the same input); rounding the
+    logit to 1/256 costs under 1e-5 nats a pixel."""
+    index = torch.round(logits.detach().double().clamp(-LOGIT_LIMIT, LOGIT_LIMIT) * LOGIT_SCALE)
+    return _TABLE[index.cpu().numpy().astype(np.int64) + int(LOGIT_LIMIT * LOGIT_SCALE)]
+
+
+@dataclass
+class Lanes:
+    """Independent ANS stacks side by side; every coding call takes the indices of the lanes
+    it acts on and one row of parameters per lane."""
+
+    coders: list
+
+    @classmethod
+    def from_words(cls, words: Sequence[np.ndarray]) -> Lanes:
+        return cls([_ans().stack.AnsCoder(np.asarray(w, dtype=np.uint32)) for w in words])
+
+    def bits(self, lane: int) -> int:
+        return int(self.coders[lane].num_valid_bits())
+
+    def words(self, lane: int) -> np.ndarray:
+        return self.coders[lane].get_compressed()
+
+    def pop_gaussian(self, lanes: Sequence[int], grid: LatentGrid, mean, std) -> np.ndarray:
+        """One symbol per entry of mean/std (rows = lanes, standardized units) on the grid."""
+        family = grid.family()
+        return np.stack(
+            [
+                self.coders[lane].decode(family, mean[i] / grid.step, std[i] / grid.step)
+                for i, lane in enumerate(lanes)
+            ]
+        )
+
+    def push_gaussian(self, lanes, grid: LatentGrid, symbols, mean, std) -> None:
+        family = grid.family()
+        for i, lane in enumerate(lanes):
+            self.coders[lane].encode_reverse(
+                symbols[i].astype(np.int32), family, mean[i] / grid.step, std[i] / grid.step
+            )
+
+    def pop_posterior(self, lanes: Sequence[int], grid: LatentGrid, mean, std) -> np.ndarray:
+        """Like :meth:`pop_gaussian`, each symbol drawn from its own window (see
+        :func:`_windows`): the coder gives every symbol of an alphabet a floor probability of
+        2**-24, and a draw from the whole grid would land in a far bin that often."""
+        out = np.zeros(np.shape(mean), dtype=np.int32)
+        for i, lane in enumerate(lanes):
+            for dims, centre, half in _windows(grid, mean[i], std[i]):
+                family = _ans().model.QuantizedGaussian(-half, half)
+                offset = (mean[i][dims] - grid.value(centre)) / grid.step
+                out[i, dims] = centre + self.coders[lane].decode(
+                    family, offset, std[i][dims] / grid.step
+                )
+        return out
+
+    def push_posterior(self, lanes, grid: LatentGrid, symbols, mean, std) -> None:
+        """The inverse of :meth:`pop_posterior`: the same windows, pushed in reverse order."""
+        for i, lane in enumerate(lanes):
+            for dims, centre, half in reversed(_windows(grid, mean[i], std[i])):
+                family = _ans().model.QuantizedGaussian(-half, half)
+                offset = (mean[i][dims] - grid.value(centre)) / grid.step
+                self.coders[lane].encode_reverse(
+                    (symbols[i][dims] - centre).astype(np.int32), family, offset,
+                    std[i][dims] / grid.step,
+                )  # fmt: skip
+
+    def push_bernoulli(self, lanes, bits: np.ndarray, probs: np.ndarray) -> None:
+        family = _ans().model.Bernoulli(perfect=False)
+        for i, lane in enumerate(lanes):
+            self.coders[lane].encode_reverse(bits[i].astype(np.int32), family, probs[i])
+
+    def pop_bernoulli(self, lanes, probs: np.ndarray) -> np.ndarray:
+        family = _ans().model.Bernoulli(perfect=False)
+        return np.stack(
+            [self.coders[lane].decode(family, probs[i]) for i, lane in enumerate(lanes)]
+        )
+
+
+@dataclass
+class StepBits:
+    """Bits one image moved on its lane's stack: taken by the posterior, added by the data and
+    the prior. Net cost = data + prior - posterior."""
+
+    posterior: list[int] = field(default_factory=list)
+    data: list[int] = field(default_factory=list)
+    prior: list[int] = field(default_factory=list)
+
+
+def _measure(lanes: Lanes, active: Sequence[int], action: Callable[[], object], into: list[int]):
+    before = [lanes.bits(lane) for lane in active]
+    out = action()
+    into.extend(abs(lanes.bits(lane) - b) for lane, b in zip(active, before, strict=True))
+    return out
+
+
+class BitsBackCoder(abc.ABC):
+    """One model family's BB-ANS: the three pops and pushes of an image, batched over lanes.
+
+    ``latents`` is whatever a family needs to recompute its distributions (symbols and the
+    decoded values); the encoder and the decoder rebuild it identically.
+    """
+
+    def __init__(self, model: LatentModel, grid: LatentGrid) -> None:
+        likelihood = getattr(model, "likelihood", None)
+        if getattr(likelihood, "name", None) != "bernoulli":
+            raise BitsBackError(
+                f"bits-back coding here needs a Bernoulli likelihood (binary images); "
+                f"'{model.registry_name}' has '{getattr(likelihood, 'name', None)}'"
+            )
+        self.model, self.grid = model, grid
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def encode(self, lanes: Lanes, active: list[int], x: Tensor, bits: StepBits) -> None:
+        latents = _measure(
+            lanes, active, lambda: self.pop_posterior(lanes, active, x), bits.posterior
+        )
+        _measure(lanes, active, lambda: self.push_data(lanes, active, x, latents), bits.data)
+        _measure(lanes, active, lambda: self.push_prior(lanes, active, latents), bits.prior)
+
+    def decode(self, lanes: Lanes, active: list[int]) -> Tensor:
+        latents = self.pop_prior(lanes, active)
+        x = self.pop_data(lanes, active, latents)
+        self.push_posterior(lanes, active, x, latents)
+        return x
+
+    @property
+    @abc.abstractmethod
+    def latent_dims(self) -> int:
+        """Latent dimensions per image (sizes the initial bits)."""
+
+    @abc.abstractmethod
+    def pop_posterior(self, lanes: Lanes, active: list[int], x: Tensor): ...
+
+    @abc.abstractmethod
+    def push_posterior(self, lanes: Lanes, active: list[int], x: Tensor, latents) -> None: ...
+
+    @abc.abstractmethod
+    def pop_prior(self, lanes: Lanes, active: list[int]): ...
+
+    @abc.abstractmethod
+    def push_prior(self, lanes: Lanes, active: list[int], latents) -> None: ...
+
+    @abc.abstractmethod
+    def logits(self, x: Tensor, latents) -> Tensor:
+        """Bernoulli logits of p(x | z), (B, C, H, W), from one parallel pass."""
+
+    def push_data(self, lanes: Lanes, active: list[int], x: Tensor, latents) -> None:
+        probs = bernoulli_probs(self.logits(x, latents).flatten(1))
+        lanes.push_bernoulli(active, x.flatten(1).cpu().numpy(), probs)
+
+    def pop_data(self, lanes: Lanes, active: list[int], latents) -> Tensor:
+        shape = (len(active), *self.image_shape)
+        blank = torch.zeros(shape, device=self.device)
+        probs = bernoulli_probs(self.logits(blank, latents).flatten(1))  # p(x|z) ignores x here
+        return torch.from_numpy(lanes.pop_bernoulli(active, probs)).float().view(shape).to(blank)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        config = self.model.config
+        return (config.in_channels, config.image_size, config.image_size)
+
+
+def _np(t: Tensor) -> np.ndarray:
+    return t.detach().double().cpu().numpy()
+
+
+def _tensor(values: np.ndarray, like: Tensor) -> Tensor:
+    return torch.from_numpy(values).to(device=like.device, dtype=torch.float32)
+
+
+class BetaVAECoder(BitsBackCoder):
+    """β-VAE: q(z|x) = N(mu, sigma) per dimension, p(z) = N(0, I); u = z."""
+
+    @property
+    def latent_dims(self) -> int:
+        return self.model.config.latent_dim
+
+    def pop_posterior(self, lanes, active, x):
+        mean, std = (_np(t) for t in self.model.encode(x))
+        return lanes.pop_posterior(active, self.grid, mean, std)
+
+    def push_posterior(self, lanes, active, x, symbols):
+        mean, std = (_np(t) for t in self.model.encode(x))
+        lanes.push_posterior(active, self.grid, symbols, mean, std)
+
+    def pop_prior(self, lanes, active):
+        zeros = np.zeros((len(active), self.latent_dims))
+        return lanes.pop_gaussian(active, self.grid, zeros, zeros + 1.0)
+
+    def push_prior(self, lanes, active, symbols):
+        zeros = np.zeros(symbols.shape)
+        lanes.push_gaussian(active, self.grid, symbols, zeros, zeros + 1.0)
+
+    def logits(self, x, symbols):
+        return self.model.decode(_tensor(self.grid.value(symbols), self.model.decoder_in.weight))
+
+
+class HVAECoder(BitsBackCoder):
+    """Hierarchical VAE: levels in generation order, each in its prior's standardized units.
+
+    ``latents`` is the list of each level's symbols. Level l's prior N(mu_p, sigma_p) comes
+    from the top-down state after the decoded levels above it, which encoder and decoder
+    compute alike; z_l = mu_p + sigma_p * u with u the bin centre.
+    """
+
+    @property
+    def latent_dims(self) -> int:
+        c = self.model.config
+        return c.levels * c.z_channels * (c.image_size // 4) ** 2
+
+    def _walk(self, n: int, x: Tensor | None, next_symbols) -> tuple[Tensor, list]:
+        """The top-down pass with z_l from ``next_symbols(level, prior, posterior)`` (in u
+        units; posterior None when x is None); returns the final state h and the symbols."""
+        model = self.model
+        feats = model.encode(x) if x is not None else [None] * len(model.levels)
+        h = model.h_top.expand(n, -1, -1, -1)
+        symbols = []
+        for i, (level, bottom_up) in enumerate(zip(model.levels, feats, strict=True)):
+            (p_mean, p_std), post, h = level.heads(h, bottom_up)
+            shape = p_mean.shape
+            p_mean, p_std = _np(p_mean.flatten(1)), _np(p_std.flatten(1))
+            q = None
+            if post is not None:
+                q_mean, q_std = _np(post[0].flatten(1)), _np(post[1].flatten(1))
+                q = ((q_mean - p_mean) / p_std, q_std / p_std)
+            s = next_symbols(i, q)
+            z = p_mean + p_std * self.grid.value(s)
+            h = level.advance(h, _tensor(z, h).view(shape))
+            symbols.append(s)
+        return h, symbols
+
+    def pop_posterior(self, lanes, active, x):
+        return self._walk(len(active), x, lambda i, q: lanes.pop_posterior(active, self.grid, *q))[
+            1
+        ]
+
+    def push_posterior(self, lanes, active, x, symbols):
+        posteriors = []
+
+        def known(i, q):
+            posteriors.append(q)
+            return symbols[i]
+
+        self._walk(len(active), x, known)
+        for s, (mean, std) in reversed(list(zip(symbols, posteriors, strict=True))):
+            lanes.push_posterior(active, self.grid, s, mean, std)
+
+    def pop_prior(self, lanes, active):
+        dims = self.latent_dims // self.model.config.levels
+        zeros = np.zeros((len(active), dims))
+        return [
+            lanes.pop_gaussian(active, self.grid, zeros, zeros + 1.0) for _ in self.model.levels
+        ]
+
+    def push_prior(self, lanes, active, symbols):
+        for s in reversed(symbols):
+            zeros = np.zeros(s.shape)
+            lanes.push_gaussian(active, self.grid, s, zeros, zeros + 1.0)
+
+    def logits(self, x, symbols):
+        h, _ = self._walk(len(symbols[0]), None, lambda i, q: symbols[i])
+        return self.model.decoder(h)
+
+
+@dataclass
+class _FlowPosterior:
+    """The VLAE's coded posterior in eps: mean f(mu) and the Cholesky factor of J S J^T."""
+
+    mean: np.ndarray  # (B, D)
+    chol: np.ndarray  # (B, D, D), lower triangular
+
+    def walk(self, grid: LatentGrid, next_symbol) -> np.ndarray:
+        """Dimension by dimension: the conditional N(m_i, s_i) of eps_i given the decoded
+        eps_<i, handed to ``next_symbol(i, m_i, s_i)``, which pops or returns a symbol. Popping
+        and pushing run this same loop, so both see the same floats."""
+        b, d = self.mean.shape
+        white = np.zeros((b, d))
+        symbols = np.zeros((b, d), dtype=np.int32)
+        for i in range(d):
+            m = self.mean[:, i] + (self.chol[:, i, :i] * white[:, :i]).sum(1)
+            s = self.chol[:, i, i]
+            symbols[:, i] = next_symbol(i, m, s)
+            white[:, i] = (grid.value(symbols[:, i]) - m) / s
+        return symbols
+
+
+class VLAECoder(BitsBackCoder):
+    """VLAE: the latent coded in the flow prior's noise coordinates eps ~ N(0, I)."""
+
+    def __init__(self, model: LatentModel, grid: LatentGrid) -> None:
+        super().__init__(model, grid)
+        prior = model.prior
+        if prior is not None and not prior.mean_only:
+            raise BitsBackError(
+                "bits-back coding of a VLAE needs a volume-preserving (mean-only) flow prior"
+            )
+
+    @property
+    def latent_dims(self) -> int:
+        return self.model.config.z_dim
+
+    def _posterior(self, x: Tensor) -> _FlowPosterior:
+        mean, std = self.model.encode(x)
+        prior = self.model.prior
+        if prior is None:
+            eps, jac = mean, torch.eye(mean.shape[1]).expand(len(mean), -1, -1)
+        else:
+            eps = prior(mean.float())[0]
+            flow = lambda z: prior(z.unsqueeze(0))[0].squeeze(0)  # noqa: E731
+            jac = torch.func.vmap(torch.func.jacrev(flow))(mean.float().detach())
+        j, var = _np(jac), _np(std) ** 2
+        cov = np.einsum("bij,bj,bkj->bik", j, var, j)
+        return _FlowPosterior(_np(eps), np.linalg.cholesky(cov))
+
+    def pop_posterior(self, lanes, active, x):
+        post = self._posterior(x)
+
+        def pop(i, m, s):
+            return lanes.pop_posterior(active, self.grid, m[:, None], s[:, None])[:, 0]
+
+        return post.walk(self.grid, pop)
+
+    def push_posterior(self, lanes, active, x, symbols):
+        post, means, stds = self._posterior(x), [], []
+
+        def known(i, m, s):
+            means.append(m)
+            stds.append(s)
+            return symbols[:, i]
+
+        post.walk(self.grid, known)
+        for i in reversed(range(symbols.shape[1])):  # popped one dimension at a time
+            lanes.push_posterior(
+                active, self.grid, symbols[:, i : i + 1], means[i][:, None], stds[i][:, None]
+            )
+
+    def pop_prior(self, lanes, active):
+        zeros = np.zeros((len(active), self.latent_dims))
+        return lanes.pop_gaussian(active, self.grid, zeros, zeros + 1.0)
+
+    def push_prior(self, lanes, active, symbols):
+        zeros = np.zeros(symbols.shape)
+        lanes.push_gaussian(active, self.grid, symbols, zeros, zeros + 1.0)
+
+    def _condition(self, symbols: np.ndarray) -> Tensor:
+        eps = _tensor(self.grid.value(symbols), self.model.cond_in.weight)
+        z = eps if self.model.prior is None else self.model.prior.inverse(eps)
+        return self.model.condition(z)
+
+    def logits(self, x, symbols):
+        return self.model.decoder.params(x, self._condition(symbols))
+
+    def pop_data(self, lanes, active, symbols):
+        """Pixel by pixel: the PixelCNN on the rows its window reaches (full width, which keeps
+        its logits bit-identical to the one-pass encoder's), one pop per pixel and lane."""
+        cond = self._condition(symbols)
+        net = self.model.decoder.net
+        c, height, width = self.image_shape
+        if c != 1:
+            raise BitsBackError("bits-back decoding of the VLAE is implemented for one channel")
+        x = torch.zeros((len(active), c, height, width), device=cond.device)
+        family = _ans().model.Bernoulli(perfect=False)
+        for row in range(height):
+            top = max(0, row - net.reach)
+            for col in range(width):
+                out = net(x[:, :, top : row + 1], cond[:, :, top : row + 1])
+                probs = bernoulli_probs(out.flatten(1, 2)[:, 0, -1, col])
+                for i, lane in enumerate(active):
+                    x[i, 0, row, col] = float(
+                        lanes.coders[lane].decode(family, probs[i : i + 1])[0]
+                    )
+        return x
+
+
+CODERS: dict[str, type[BitsBackCoder]] = {
+    "beta-vae": BetaVAECoder,
+    "hvae": HVAECoder,
+    "vlae": VLAECoder,
+}
+
+
+def coder_for(model: LatentModel, latent_bits: int) -> BitsBackCoder:
+    """The BB-ANS coder of ``model`` at a latent precision of ``latent_bits``."""
+    name = getattr(model, "registry_name", type(model).__name__)
+    if name not in CODERS:
+        raise BitsBackError(
+            f"no bits-back coder for '{name}' (supported: {', '.join(CODERS)}); a VQ-VAE has "
+            "discrete codes and the PixelCNN no latent code: neither needs bits back"
+        )
+    if not 1 <= latent_bits <= 16:
+        raise BitsBackError(f"latent_bits must be in 1..16, got {latent_bits}")
+    return CODERS[name](model, LatentGrid(latent_bits))
+
+
+@dataclass
+class Message:
+    """A BB-ANS message: each lane's words (its initial bits included) and image count, and
+    what each image moved on its stack (images in input order)."""
+
+    words: list[np.ndarray]
+    lengths: list[int]
+    initial_bits: list[int]
+    steps: StepBits
+
+    @property
+    def total_bits(self) -> int:
+        return 32 * sum(len(w) for w in self.words)
+
+    def image_bits(self) -> np.ndarray:
+        """Each image's share of the message, summing to ``total_bits``: its net push, plus
+        its lane's initial bits on the lane's first image and the final word's padding on
+        the last."""
+        net = (
+            np.array(self.steps.data) + np.array(self.steps.prior) - np.array(self.steps.posterior)
+        )
+        out = net.astype(np.int64)
+        for lane, (start, n) in enumerate(_lane_spans(self.lengths)):
+            if n:
+                out[start] += self.initial_bits[lane]
+                out[start + n - 1] += 32 * len(self.words[lane]) - (
+                    self.initial_bits[lane] + int(net[start : start + n].sum())
+                )
+        return out
+
+
+def _lane_spans(lengths: Sequence[int]) -> list[tuple[int, int]]:
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(int)
+    return [(int(s), int(n)) for s, n in zip(starts, lengths, strict=True)]
+
+
+def lane_lengths(n_images: int, n_lanes: int) -> list[int]:
+    """Contiguous, near-equal lanes: the first n % lanes get one image more."""
+    n_lanes = max(1, min(n_lanes, n_images))
+    return [n_images // n_lanes + (lane < n_images % n_lanes) for lane in range(n_lanes)]
+
+
+def seed_words(lane: int, n: int) -> np.ndarray:
+    """Lane ``lane``'s initial bits: ``n`` nonzero pseudo-random words (a prefix-stable draw)."""
+    return np.random.default_rng([SEED_TAG, lane]).integers(1, 2**32, n, dtype=np.uint32)
+
+
+def _schedule(lengths: Sequence[int]) -> list[tuple[list[int], list[int]]]:
+    """Per step t: the lanes still coding and the index of their t-th image."""
+    spans = _lane_spans(lengths)
+    return [
+        ([lane for lane, (_, n) in enumerate(spans) if n > t],
+         [start + t for start, n in spans if n > t])
+        for t in range(max(lengths, default=0))
+    ]  # fmt: skip
+
+
+def _initial_lanes(coder: BitsBackCoder, x: Tensor, active: list[int]) -> tuple[Lanes, list[int]]:
+    """Each lane's initial words, as few as its first posterior pop takes without running its
+    stack dry (a dry stack decodes the grid's edge bins: valid, but very costly)."""
+    sizes = [max(2, math.ceil(coder.latent_dims * (coder.grid.bits + 2) / 64))] * len(active)
+    while True:
+        trial = Lanes.from_words(
+            [seed_words(lane, n) for lane, n in zip(active, sizes, strict=True)]
+        )
+        coder.pop_posterior(trial, list(range(len(active))), x)
+        dry = [i for i in range(len(active)) if trial.bits(i) < 64]
+        if not dry:
+            return Lanes.from_words(
+                [seed_words(lane, n) for lane, n in zip(active, sizes, strict=True)]
+            ), sizes
+        for i in dry:
+            sizes[i] = math.ceil(sizes[i] * 1.25) + 1
+
+
+@torch.no_grad()
+def encode_lanes(coder: BitsBackCoder, x: Tensor, n_lanes: int = 1) -> Message:
+    """BB-ANS of the images x (N, C, H, W) in ``n_lanes`` chains coded side by side."""
+    lengths = lane_lengths(len(x), n_lanes)
+    schedule = _schedule(lengths)
+    first_active, first_images = schedule[0]
+    lanes, sizes = _initial_lanes(coder, x[first_images], first_active)
+    steps = StepBits()
+    order: list[int] = []
+    for active, images in schedule:
+        coder.encode(lanes, active, x[images], steps)
+        order += images
+    steps = _reorder(steps, order)
+    words = [lanes.words(lane) for lane in range(len(lengths))]
+    return Message(words, lengths, [32 * n for n in sizes], steps)
+
+
+def _reorder(steps: StepBits, order: list[int]) -> StepBits:
+    back = np.argsort(order)
+    return StepBits(*([int(np.asarray(v)[i]) for i in back] for v in
+                      (steps.posterior, steps.data, steps.prior)))  # fmt: skip
+
+
+@torch.no_grad()
+def decode_lanes(
+    coder: BitsBackCoder, words: Sequence[np.ndarray], lengths: Sequence[int]
+) -> Tensor:
+    """The images of a message, in input order; raises BitsBackError when a lane does not
+    come back to exactly its initial bits (the message was damaged or is not this model's)."""
+    if len(words) != len(lengths) or min(lengths, default=0) < 1:
+        raise BitsBackError(f"message has {len(words)} lanes for {len(lengths)} image counts")
+    lanes = Lanes.from_words(words)
+    out = torch.zeros((sum(lengths), *coder.image_shape), device=coder.device)
+    try:
+        for active, images in reversed(_schedule(lengths)):
+            out[images] = coder.decode(lanes, active)
+    except (KeyError, ValueError, RuntimeError, OverflowError) as err:  # constriction's refusals
+        raise BitsBackError(f"message is damaged: its bits do not decode ({err})") from None
+    for lane in range(len(lengths)):
+        rest = lanes.words(lane)
+        if not np.array_equal(rest, seed_words(lane, len(rest))):
+            raise BitsBackError(
+                f"message is damaged: lane {lane} did not return to its initial bits (or it was "
+                "written by other weights or settings)"
+            )
+    return out
