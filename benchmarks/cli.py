@@ -340,6 +340,28 @@ def throughput(
     typer.echo(f"{len(store.rows)} row(s) -> {out}")
 
 
+@app.command("rd-theory")
+def rd_theory_command(
+    out: Path = typer.Option(..., "--out", help="New folder for the tables and figures."),
+    steps: int = typer.Option(3000, min=1, help="Training steps of each β point."),
+    beta_sweep: Path | None = typer.Option(
+        None, help="A β-sweep run folder (results.csv) whose I(x;z) <= KL to check."
+    ),
+    data_dir: Path | None = typer.Option(None, help="Data root (default $VLAE_BENCH_DATA)."),
+    overwrite: bool = typer.Option(False, help="Replace what --out holds."),
+) -> None:
+    """Rate–distortion theory checks: β-VAEs on a Gaussian and a Bernoulli source against
+    their R(D) (reverse water-filling, Blahut–Arimoto), and I(x;z) <= KL."""
+    from benchmarks.rd_experiments import run
+
+    tables = run(out, steps=steps, data_dir=data_dir, beta_sweep=beta_sweep,
+                 overwrite=overwrite, echo=echo_err)  # fmt: skip
+    for name in ("gaussian", "bernoulli"):
+        table = tables[name][["beta", "distortion", "rate_nats", "bound_nats", "gap_nats"]]
+        typer.echo(f"{name}:\n{table.round(4).to_string(index=False)}")
+    typer.echo(f"-> {out}")
+
+
 @app.command("perf-gate")
 def perf_gate(
     baseline: Path = typer.Argument(..., help="pytest-benchmark JSON of the baseline run."),

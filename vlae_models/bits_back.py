@@ -551,7 +551,7 @@ def seed_words(lane: int, n: int) -> np.ndarray:
     return np.random.default_rng([SEED_TAG, lane]).integers(1, 2**32, n, dtype=np.uint32)
 
 
-def _schedule(lengths: Sequence[int]) -> list[tuple[list[int], list[int]]]:
+def schedule(lengths: Sequence[int]) -> list[tuple[list[int], list[int]]]:
     """Per step t: the lanes still coding and the index of their t-th image."""
     spans = _lane_spans(lengths)
     return [
@@ -583,12 +583,12 @@ def _initial_lanes(coder: BitsBackCoder, x: Tensor, active: list[int]) -> tuple[
 def encode_lanes(coder: BitsBackCoder, x: Tensor, n_lanes: int = 1) -> Message:
     """BB-ANS of the images x (N, C, H, W) in ``n_lanes`` chains coded side by side."""
     lengths = lane_lengths(len(x), n_lanes)
-    schedule = _schedule(lengths)
-    first_active, first_images = schedule[0]
+    steps_plan = schedule(lengths)
+    first_active, first_images = steps_plan[0]
     lanes, sizes = _initial_lanes(coder, x[first_images], first_active)
     steps = StepBits()
     order: list[int] = []
-    for active, images in schedule:
+    for active, images in steps_plan:
         coder.encode(lanes, active, x[images], steps)
         order += images
     steps = _reorder(steps, order)
@@ -613,7 +613,7 @@ def decode_lanes(
     lanes = Lanes.from_words(words)
     out = torch.zeros((sum(lengths), *coder.image_shape), device=coder.device)
     try:
-        for active, images in reversed(_schedule(lengths)):
+        for active, images in reversed(schedule(lengths)):
             out[images] = coder.decode(lanes, active)
     except (KeyError, ValueError, RuntimeError, OverflowError) as err:  # constriction's refusals
         raise BitsBackError(f"message is damaged: its bits do not decode ({err})") from None

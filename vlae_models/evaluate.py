@@ -12,8 +12,10 @@ What is measured (all per image, averaged over the split):
   KL(q(z) || p(z)) with q(z) the aggregate posterior of the evaluated images. We estimate
   I = E_x E_{q(z|x)} [log q(z|x) - log q(z)], log q(z) = logmeanexp_n log q(z | x_n), with
   one z per image, over at most ``mi_max_examples`` images (a random subset beyond that).
-  The estimate cannot exceed log N. For a hierarchical VAE only the top level's q(z_0|x)
-  depends on x alone, so only I(x; z_0) is reported (``mutual_info_nats_l0``).
+  The estimate cannot exceed log N; ``mutual_info_upper_nats`` is the leave-one-out estimate,
+  an upper bound without that ceiling (:func:`mutual_information_bounds`). For a hierarchical
+  VAE only the top level's q(z_0|x) depends on x alone, so only I(x; z_0) is reported
+  (``mutual_info_nats_l0``, ``mutual_info_upper_nats_l0``).
 * VQ-VAE: codebook perplexity exp(H(p)) and usage (fraction of codes used at least once) of
   the code histogram over the whole split (not per batch, which depends on batch size).
 * Reconstruction quality is not measured here: a checkpoint run as a method
@@ -103,9 +105,9 @@ def evaluate(
         iwae = None
         if iw_samples > 0 and model.has_continuous_latents and model.has_latents:
             iwae = _iwae(model, pixels, iw_samples, max_iw_rows, device, progress)
-        mi = None
+        mi = mi_upper = None
         if mutual_info and stats.get("top") is not None:
-            mi = mutual_information(*stats["top"], max_examples=mi_max_examples)
+            mi, mi_upper = mutual_information_bounds(*stats["top"], max_examples=mi_max_examples)
         if out_dir is not None:
             save_grids(model, pixels, Path(out_dir), tag="_".join(filter(None, [dataset, split])))
 
@@ -169,6 +171,7 @@ def evaluate(
     if len(levels) == 1:
         if mi is not None:
             row["mutual_info_nats"] = mi
+            row["mutual_info_upper_nats"] = mi_upper
             row["marginal_kl_nats"] = rate - mi  # KL(q(z) || p(z)) by ELBO surgery
     elif levels:
         for i, lv in enumerate(levels):
@@ -177,6 +180,7 @@ def evaluate(
             row[f"latent_dims_l{i}"] = lv["latent_dims"]
         if mi is not None:
             row["mutual_info_nats_l0"] = mi
+            row["mutual_info_upper_nats_l0"] = mi_upper
     return [row]
 
 
@@ -266,12 +270,29 @@ def _iwae(
 def mutual_information(
     mean: Tensor, std: Tensor, *, max_examples: int = 10_000, chunk: int = 512
 ) -> float:
-    """I(x; z) for diagonal-Gaussian posteriors q(z|x_n) = N(mean_n, std_n^2), by ELBO surgery.
+    """I(x; z) by ELBO surgery: the lower end of :func:`mutual_information_bounds`."""
+    return mutual_information_bounds(mean, std, max_examples=max_examples, chunk=chunk)[0]
 
-    Draws one z_m ~ q(z|x_m) per image and returns mean_m [log q(z_m|x_m) - log q(z_m)] with
-    log q(z) = logsumexp_n log q(z|x_n) - log N (Hoffman & Johnson 2016). The N x N matrix of
-    log-densities is built in float64 row chunks from matrix products (no Python loop over
-    images). Uses the global RNG; :func:`evaluate` seeds it.
+
+def mutual_information_bounds(
+    mean: Tensor, std: Tensor, *, max_examples: int = 10_000, chunk: int = 512
+) -> tuple[float, float]:
+    """Lower and upper estimates of I(x; z) for diagonal-Gaussian posteriors
+    q(z|x_n) = N(mean_n, std_n^2) of N images drawn from the data.
+
+    One z_m ~ q(z|x_m) per image; the estimate is mean_m [log q(z_m|x_m) - log q^(z_m)] with
+    the aggregate posterior q(z) estimated from the N images two ways:
+
+    * lower: q^(z) = mean_n q(z|x_n), the m-th image included (Hoffman & Johnson 2016's ELBO
+      surgery). The terms are at most log N, so it saturates there: it is a lower bound on
+      I (the InfoNCE bound with N samples; Poole et al. 2019).
+    * upper: q^(z_m) = mean_{n != m} q(z_m|x_n), leave one out. Given z_m, the other images are
+      independent draws, so E q^ = q and by Jensen the estimate is biased *up*: an upper
+      bound on I without a log N ceiling (Poole et al. 2019). I <= E KL(q(z|x) || p(z))
+      holds besides, so min(upper, KL) is the tighter upper end.
+
+    The N x N matrix of log-densities is built in float64 row chunks from matrix products (no
+    Python loop over images). Uses the global RNG; :func:`evaluate` seeds it.
     """
     mean, std = mean.double(), std.double()
     if len(mean) > max_examples:
@@ -285,11 +306,16 @@ def mutual_information(
     lin = mean * inv_var
     const = (mean**2 * inv_var).sum(1) + 2.0 * std.log().sum(1) + d * log_2pi  # (N,)
     log_agg = torch.empty(n, dtype=torch.float64)
+    log_loo = torch.empty(n, dtype=torch.float64)
     for start in range(0, n, chunk):
         zc = z[start : start + chunk]
-        quad = (zc**2) @ inv_var.t() - 2.0 * zc @ lin.t() + const  # (chunk, N)
-        log_agg[start : start + chunk] = torch.logsumexp(-0.5 * quad, dim=1) - math.log(n)
-    return float((log_own - log_agg).mean())
+        log_q = -0.5 * ((zc**2) @ inv_var.t() - 2.0 * zc @ lin.t() + const)  # (chunk, N)
+        log_agg[start : start + chunk] = torch.logsumexp(log_q, dim=1) - math.log(n)
+        rows = torch.arange(len(zc))
+        log_q[rows, start + rows] = -math.inf
+        log_loo[start : start + chunk] = torch.logsumexp(log_q, dim=1) - math.log(max(n - 1, 1))
+    upper = float((log_own - log_loo).mean()) if n > 1 else math.nan  # one image: no others
+    return float((log_own - log_agg).mean()), upper
 
 
 def save_grids(

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from vlae_models.core import LatentModel, ModelOutput
 from vlae_models.distributions import gaussian_log_prob, std_normal_log_prob
-from vlae_models.evaluate import mutual_information
+from vlae_models.evaluate import mutual_information, mutual_information_bounds
 
 
 @dataclass
@@ -115,3 +115,18 @@ def test_mutual_information_limits():
     n = 4000
     mid = mutual_information(torch.randn(n, 2), torch.full((n, 2), 0.5))
     assert abs(mid - math.log(5.0)) < 0.08
+
+
+def test_mutual_information_bounds_bracket_the_analytic_value():
+    """Means ~ N(0, I_d) and std s give I = d/2 log(1 + 1/s^2). Where I < log N both ends
+    agree with it; where I > log N the ELBO-surgery end saturates and the leave-one-out end
+    stays above I."""
+    torch.manual_seed(3)
+    n, d, s = 4000, 2, 0.5
+    lower, upper = mutual_information_bounds(torch.randn(n, d), torch.full((n, d), s))
+    truth = d / 2 * math.log(1 + 1 / s**2)
+    assert abs(lower - truth) < 0.05 and abs(upper - truth) < 0.05 and lower <= upper
+    n, d, s = 2000, 4, 0.02
+    lower, upper = mutual_information_bounds(torch.randn(n, d), torch.full((n, d), s))
+    truth = d / 2 * math.log(1 + 1 / s**2)  # 15.6 nats, above log 2000 = 7.6
+    assert lower <= math.log(n) + 1e-9 < truth < upper
