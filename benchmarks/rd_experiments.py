@@ -124,31 +124,34 @@ def measure(model: nn.Module, data: Tensor, squared_error: bool, seed: int) -> t
     return float(distortion), float(kl_to_standard_normal(mean, std).mean())
 
 
-def gaussian_sweep(
-    variances: Sequence[float] = GAUSSIAN_VARIANCES,
-    settings: SweepSettings | None = None,
-) -> pd.DataFrame:
-    """The linear VAE at each β against the Gaussian R(D): one row per β."""
-    settings = settings or SweepSettings(GAUSSIAN_BETAS)
-    torch.manual_seed(settings.seed)
+def gaussian_point(
+    beta: float, settings: SweepSettings, variances: Sequence[float] = GAUSSIAN_VARIANCES
+) -> dict:
+    """The linear VAE trained at ``beta`` against the Gaussian R(D)."""
     scale = torch.tensor(variances, dtype=torch.float32).sqrt()
     source = torch.Generator().manual_seed(settings.seed + 1)
     train = torch.randn((settings.train_size, len(variances)), generator=source) * scale
     test = torch.randn((settings.test_size, len(variances)), generator=source) * scale
-    rows = []
-    for beta in settings.betas:
-        torch.manual_seed(settings.seed)
-        model = train_point(LinearVAE(len(variances), len(variances)), train, beta, settings)
-        distortion, rate = measure(model, test, squared_error=True, seed=settings.seed + 2)
-        bound = rd_theory.gaussian_rd(variances, distortion)
-        optimum = float(np.minimum(beta, np.asarray(variances)).sum())  # theta = β
-        rows.append({
-            "source": "gaussian", "beta": beta, "distortion": distortion, "rate_nats": rate,
-            "bound_nats": bound, "gap_nats": rate - bound, "optimal_distortion": optimum,
-            "optimal_rate_nats": rd_theory.gaussian_rd(variances, optimum),
-            "steps": settings.steps, "test_size": settings.test_size,
-        })  # fmt: skip
-    return pd.DataFrame(rows)
+    torch.manual_seed(settings.seed)
+    model = train_point(LinearVAE(len(variances), len(variances)), train, beta, settings)
+    distortion, rate = measure(model, test, squared_error=True, seed=settings.seed + 2)
+    bound = rd_theory.gaussian_rd(variances, distortion)
+    optimum = float(np.minimum(beta, np.asarray(variances)).sum())  # theta = β
+    return {
+        "source": "gaussian", "beta": beta, "distortion": distortion, "rate_nats": rate,
+        "bound_nats": bound, "gap_nats": rate - bound, "optimal_distortion": optimum,
+        "optimal_rate_nats": rd_theory.gaussian_rd(variances, optimum),
+        "distortion_measure": "total squared error", "steps": settings.steps,
+        "test_size": settings.test_size,
+    }  # fmt: skip
+
+
+def gaussian_sweep(
+    variances: Sequence[float] = GAUSSIAN_VARIANCES, settings: SweepSettings | None = None
+) -> pd.DataFrame:
+    """The linear VAE at each β against the Gaussian R(D): one row per β."""
+    settings = settings or SweepSettings(GAUSSIAN_BETAS)
+    return pd.DataFrame([gaussian_point(b, settings, variances) for b in settings.betas])
 
 
 def bernoulli_slopes() -> np.ndarray:
@@ -173,28 +176,56 @@ def ba_rate_at(curve: pd.DataFrame, distortion: float) -> float:
     return float(max(tangents.max(), 0.0))
 
 
-def bernoulli_sweep(
-    p: float = BERNOULLI_P, bits: int = BERNOULLI_BITS, settings: SweepSettings | None = None
-) -> pd.DataFrame:
-    """The MLP VAE at each β on n i.i.d. Bernoulli(p) bits, against n R(D) from Blahut–Arimoto."""
-    settings = settings or SweepSettings(BERNOULLI_BETAS)
+def bernoulli_point(
+    beta: float, settings: SweepSettings, p: float = BERNOULLI_P, bits: int = BERNOULLI_BITS
+) -> dict:
+    """The MLP VAE trained at ``beta`` on n i.i.d. Bernoulli(p) bits, against n R(D) from
+    Blahut–Arimoto."""
     source = torch.Generator().manual_seed(settings.seed + 1)
     train = (torch.rand((settings.train_size, bits), generator=source) < p).float()
     test = (torch.rand((settings.test_size, bits), generator=source) < p).float()
-    curve = bernoulli_curve(p)
-    rows = []
-    for beta in settings.betas:
-        torch.manual_seed(settings.seed)
-        model = train_point(BernoulliVAE(bits, bits), train, beta, settings)
-        error_rate, rate = measure(model, test, squared_error=False, seed=settings.seed + 2)
-        bound = bits * ba_rate_at(curve, error_rate)
-        rows.append({
-            "source": f"bernoulli(p={p:g}) x {bits}", "beta": beta, "distortion": error_rate,
-            "rate_nats": rate, "bound_nats": bound, "gap_nats": rate - bound,
-            "closed_form_bound_nats": bits * rd_theory.bernoulli_rd(p, error_rate),
-            "steps": settings.steps, "test_size": settings.test_size,
-        })  # fmt: skip
-    return pd.DataFrame(rows)
+    torch.manual_seed(settings.seed)
+    model = train_point(BernoulliVAE(bits, bits), train, beta, settings)
+    error_rate, rate = measure(model, test, squared_error=False, seed=settings.seed + 2)
+    bound = bits * ba_rate_at(bernoulli_curve(p), error_rate)
+    return {
+        "source": f"bernoulli(p={p:g}) x {bits}", "beta": beta, "distortion": error_rate,
+        "rate_nats": rate, "bound_nats": bound, "gap_nats": rate - bound,
+        "closed_form_bound_nats": bits * rd_theory.bernoulli_rd(p, error_rate),
+        "distortion_measure": "bit error rate", "steps": settings.steps,
+        "test_size": settings.test_size,
+    }  # fmt: skip
+
+
+def bernoulli_sweep(
+    p: float = BERNOULLI_P, bits: int = BERNOULLI_BITS, settings: SweepSettings | None = None
+) -> pd.DataFrame:
+    """The MLP VAE at each β: one row per β."""
+    settings = settings or SweepSettings(BERNOULLI_BETAS)
+    return pd.DataFrame([bernoulli_point(b, settings, p, bits) for b in settings.betas])
+
+
+EXPERIMENTS = {"gaussian": gaussian_point, "bernoulli": bernoulli_point}
+SETTINGS = {"beta", "steps", "batch_size", "lr", "train_size", "test_size", "seed"}
+
+
+def point_to(out: Path, experiment: str, settings: dict) -> Path:
+    """One sweep job of ``experiment`` (:data:`EXPERIMENTS`) at ``settings`` (β and the
+    :class:`SweepSettings` fields) into a run store: one row, ``rate_kind`` ``kl``."""
+    from benchmarks.runs import Job, RunStore
+
+    given = dict(settings)
+    beta = float(given.pop("beta"))
+    given["seed"] = int(given.get("seed") or 0)
+    row = EXPERIMENTS[experiment](beta, SweepSettings((beta,), **given))
+    store = RunStore(out, Job("rd-theory", {"experiment": experiment, **settings}), overwrite=True)
+    with store.running() as run:
+        store.add([{
+            **row, "dataset": f"{experiment}-source", "split": "test", "method": experiment,
+            "param": "beta", "value": beta, "image": "all", "rate_kind": "kl",
+            "n_examples": row["test_size"], "run_id": run["run_id"], "job_id": run["job_id"],
+        }])  # fmt: skip
+    return out
 
 
 def ba_checks() -> pd.DataFrame:
@@ -264,21 +295,25 @@ def zoo_mutual_info(pixels: Tensor, names: Sequence[str] = ZOO_MODELS) -> pd.Dat
     return pd.DataFrame(rows)
 
 
-def run(out: Path, *, steps: int = 3000, data_dir: Path | None = None,
-        beta_sweep: Path | None = None, overwrite: bool = False,
-        echo=print) -> dict[str, pd.DataFrame]:
-    """Everything above into ``out``: CSV tables, two figures and ``report.md``."""
+def run(
+    out: Path,
+    *,
+    data_dir: Path | None = None,
+    beta_sweep: Path | None = None,
+    overwrite: bool = False,
+    echo=print,
+) -> dict[str, pd.DataFrame]:
+    """The checks that train nothing, into ``out``: Blahut–Arimoto against the closed forms
+    (``ba_check.csv``, ``blahut_arimoto.png``) and I(x; z) <= KL on a committed β sweep and the
+    zoo's models (``mutual_info_*.csv``). The trained points are the ``rd_theory.toml`` spec's."""
     from benchmarks.datasets.errors import DatasetError
     from benchmarks.errors import BenchError
+    from benchmarks.rd_figures import ba_figure
 
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise BenchError(f"{out} is not empty: give a new folder or --overwrite")
     out.mkdir(parents=True, exist_ok=True)
-    tables = {
-        "ba_check": ba_checks(),
-        "gaussian": gaussian_sweep(settings=SweepSettings(GAUSSIAN_BETAS, steps=steps)),
-        "bernoulli": bernoulli_sweep(settings=SweepSettings(BERNOULLI_BETAS, steps=steps)),
-    }
+    tables = {"ba_check": ba_checks()}
     if beta_sweep is not None:
         tables["mutual_info_beta_sweep"] = committed_beta_runs(beta_sweep / "results.csv")
     try:
@@ -286,12 +321,9 @@ def run(out: Path, *, steps: int = 3000, data_dir: Path | None = None,
 
         pixels = load_pixels("binarized-mnist", "test", data_dir)
         tables["mutual_info_zoo"] = zoo_mutual_info(pixels)
-    except DatasetError as err:  # no MNIST here: the synthetic parts still stand
+    except DatasetError as err:  # no MNIST here: the rest still stands
         echo(f"note: zoo I(x;z) skipped: {err}")
     for name, table in tables.items():
         table.to_csv(out / f"{name}.csv", index=False)
-    from benchmarks.rd_figures import bernoulli_figure, gaussian_figure
-
-    gaussian_figure(tables["gaussian"], out / "rd_gaussian.png")
-    bernoulli_figure(tables["bernoulli"], bernoulli_curve(), out / "rd_bernoulli.png")
+    ba_figure(tables["ba_check"], out / "blahut_arimoto.png")
     return tables

@@ -32,7 +32,8 @@ def _points(ax, table: pd.DataFrame) -> None:
 
 def gaussian_figure(table: pd.DataFrame, path: Path) -> None:
     variances = rd_experiments.GAUSSIAN_VARIANCES
-    grid = np.geomspace(table["distortion"].min() * 0.6, sum(variances), 300)
+    low = min(table["distortion"].min(), table["optimal_distortion"].min())
+    grid = np.geomspace(low * 0.6, sum(variances), 300)
     title = f"Gaussian source, variances {variances[0]:g}…{variances[-1]:g}: linear VAE"
     fig, ax = _axes(title, "distortion D [total squared error]")
     ax.plot(grid, [rd_theory.gaussian_rd(variances, d) for d in grid], "--", color="black",
@@ -56,5 +57,59 @@ def bernoulli_figure(table: pd.DataFrame, curve: pd.DataFrame, path: Path) -> No
             label="Blahut–Arimoto")  # fmt: skip
     _points(ax, table)
     ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=150)
+
+
+def is_rd_theory(frame: pd.DataFrame) -> pd.Series:
+    """Rows of rate–distortion experiments (they carry the bound they are checked against)."""
+    return (
+        frame["bound_nats"].notna()
+        if "bound_nats" in frame
+        else pd.Series(False, index=frame.index)
+    )
+
+
+SECTION_COLUMNS = {
+    "beta": "β", "distortion": "D", "rate_nats": "R = KL [nats]", "bound_nats": "R(D) [nats]",
+    "gap_nats": "gap R − R(D) [nats]", "optimal_distortion": "D at the optimum",
+    "steps": "steps", "test_size": "held-out vectors",
+}  # fmt: skip
+
+
+def rd_theory_section(rows: pd.DataFrame, out_dir: Path) -> tuple[list[str], list[Path]]:
+    """A table and a figure per synthetic source: the trained points against R(D)."""
+    if rows.empty:
+        return [], []
+    md, files = ["", "## Rate–distortion theory: trained points against R(D)", ""], []
+    for dataset, group in rows.groupby("dataset"):
+        table = group.sort_values("value").assign(beta=lambda g: g["value"])
+        measure = table["distortion_measure"].iloc[0]
+        path = out_dir / f"rd_theory_{dataset}.png"
+        if dataset.startswith("gaussian"):
+            gaussian_figure(table, path)
+        else:
+            bernoulli_figure(table, rd_experiments.bernoulli_curve(), path)
+        files.append(path)
+        shown = table[[c for c in SECTION_COLUMNS if c in table]].rename(columns=SECTION_COLUMNS)
+        md += [f"### {dataset} (D = {measure})", "", f"![{dataset}]({path.name})", "",
+               shown.to_markdown(index=False, floatfmt=".4g"), ""]  # fmt: skip
+    return md, files
+
+
+def ba_figure(checks: pd.DataFrame, path: Path) -> None:
+    """Blahut–Arimoto points (markers) on the closed forms (lines) they must reproduce."""
+    import seaborn as sns
+
+    fig, ax = _axes("Blahut–Arimoto against closed forms (Hamming distortion)", "distortion D")
+    ax.set_ylabel("rate [nats per symbol]")
+    groups = list(checks.groupby("source"))
+    for (source, group), color in zip(groups, sns.color_palette("tab10", len(groups)), strict=True):
+        group = group.sort_values("distortion")
+        ax.plot(group["distortion"], group["rate_closed_form_nats"], "-", color=color, lw=1,
+                label=f"{source}: closed form")  # fmt: skip
+        ax.plot(group["distortion"], group["rate_ba_nats"], "o", color=color, ms=3, mfc="none")
+    ax.plot([], [], "o", color="gray", mfc="none", ms=3, label="Blahut–Arimoto")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=150)

@@ -190,6 +190,8 @@ def bits_rows(per_image: pd.DataFrame, split_level: pd.DataFrame) -> pd.DataFram
     lossless = per_image[is_lossless(per_image) & per_image["bits_per_dim"].notna()]
     for row in lossless.to_dict("records"):
         where = "whole split as one image" if row.get("items") == "mosaic" else "per image"
+        if str(row["method"]).startswith("bb-ans"):  # chained messages, not one file per image
+            where = f"chained, {row.get('n_images', 0):g} images, initial bits counted"
         kind = RATE_KIND_LABELS.get(row["rate_kind"], row["rate_kind"])
         label = f"{row['method']} ({where})"
         parts.append({"label": label, "bits_per_dim": row["bits_per_dim"], "kind": kind})
@@ -233,13 +235,16 @@ def render_report(
     figures into ``out_dir``; return the files. ``folders`` are the run folders, searched
     for sweep jobs' reconstruction grids; ``entropy`` is the data's, where known."""
     from benchmarks.plots import bits_figure, rd_plots, save_figure, slug
+    from benchmarks.rd_figures import is_rd_theory, rd_theory_section
     from benchmarks.runs import make_folder
     from benchmarks.throughput_report import is_throughput, throughput_section
 
     make_folder(out_dir)  # a path under a regular file is a one-line error
     timed = is_throughput(frame)
     throughput_md, throughput_files = throughput_section(frame[timed], out_dir)
-    frame = frame[~timed]
+    theory = is_rd_theory(frame)
+    theory_md, theory_files = rd_theory_section(frame[theory], out_dir)
+    frame = frame[~timed & ~theory]
     split_level = frame[frame["image"] == ALL_IMAGES]
     agg = aggregate(frame[frame["image"] != ALL_IMAGES])
     figures = rd_plots(agg, out_dir)
@@ -312,7 +317,7 @@ def render_report(
                         bd_table(coded, chosen))  # fmt: skip
             elif anchor:
                 md += ["", f"(anchor '{anchor}' has no coded lossy curve here; no BD table)"]
-    md += throughput_md
+    md += theory_md + throughput_md
     written = [out_dir / "report.md"]
     atomic_write(written[0], "\n".join(md) + "\n")
     if html:
@@ -322,7 +327,7 @@ def render_report(
         written.append(out_dir / "report.tex")
         atomic_write(written[-1], latex_document(tex))
     figures_written = [p for paths in figures.values() for p in paths]
-    return written + figures_written + extra_figures + beta_files + throughput_files
+    return written + figures_written + extra_figures + beta_files + theory_files + throughput_files
 
 
 def html_document(markdown_text: str, folder: Path) -> str:

@@ -5,9 +5,12 @@ A spec names its data, a shared training config, the evaluation passes, named bu
 profiles and the arms. An arm is either a registered model (trained, or loaded from
 ``weights``) with its config (``set``), training overrides (``train``), seeds and a grid
 (``grid = { beta = [0.5, 1, 2] }``: any model-config or ``TrainConfig`` field, every
-combination one job), or a codec (``codec = "jpeg"``, ``quality = "10:90:20"``), evaluated
-once. :func:`expand` turns a spec and a profile into :class:`SweepJob` s, each with a stable
-id: a hash of its resolved config, so the same job has the same id in every run and on every
+combination one job), a codec (``codec = "jpeg"``, ``quality = "10:90:20"``), evaluated
+once, or a synthetic-source experiment (``experiment = "gaussian"``,
+:mod:`benchmarks.rd_experiments`): a small β-VAE trained and measured against the source's
+R(D), its ``train`` and ``grid`` keys the experiment's settings (``beta``, ``steps``...).
+:func:`expand` turns a spec and a profile into :class:`SweepJob` s, each with a stable id:
+a hash of its resolved config, so the same job has the same id in every run and on every
 machine.
 
 Each evaluation pass is ``likelihood`` (split-level ELBO, IWAE, KL, I(x;z):
@@ -98,6 +101,7 @@ class Arm(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     model: str | None = None
     codec: str | None = None  # a method of `vlae-bench codecs --list`, NAME[=VALUES]
+    experiment: str | None = None  # a synthetic-source experiment of benchmarks.rd_experiments
     quality: str | None = None  # the codec's quality sweep, as `--quality`
     weights: str | None = None  # skip training: zoo:NAME or a path; {key} takes grid values
     label: str = ""
@@ -112,8 +116,10 @@ class Arm(_Strict):
 
     @model_validator(mode="after")
     def _model_or_codec(self) -> Arm:
-        if (self.model is None) == (self.codec is None):
-            raise ValueError("give exactly one of model = ... or codec = ...")
+        if sum(x is not None for x in (self.model, self.codec, self.experiment)) != 1:
+            raise ValueError("give exactly one of model = ..., codec = ... or experiment = ...")
+        if self.experiment is not None and (self.set or self.weights or self.quality):
+            raise ValueError("an experiment arm takes only train, grid and seeds")
         if self.codec is not None and (self.set or self.train or self.grid or self.weights):
             raise ValueError("a codec arm takes no set, train, grid or weights")
         if self.model is not None and self.quality is not None:
@@ -185,6 +191,7 @@ class SweepJob:
     weights: str | None = None
     codec: str | None = None
     quality: str | None = None
+    experiment: str | None = None
     folder: str = ""
     label: str = field(default="", compare=False)
 
@@ -194,6 +201,9 @@ class SweepJob:
         if self.codec is not None:
             return {"codec": self.codec, "quality": self.quality, "dataset": self.dataset,
                     "passes": self._pass_ids()}  # fmt: skip
+        if self.experiment is not None:
+            return {"experiment": self.experiment, "point": dict(self.point),
+                    "settings": self.train_config}  # fmt: skip
         train = {k: v for k, v in self.train_config.items() if k not in CADENCE}
         config = {
             "model": self.model, "dataset": self.dataset, "train_split": self.train_split,
@@ -218,7 +228,7 @@ class SweepJob:
 
     @property
     def trains(self) -> bool:
-        return self.codec is None and self.weights is None
+        return self.model is not None and self.weights is None
 
 
 def weights_sha256(ref: str | None) -> str | None:
@@ -290,7 +300,24 @@ def _check_fields(path: Path, text: str, spec: Spec, index: int, arm: Arm) -> No
         (("train",), spec.train, training),
         *((("profiles", name, "train"), p.train, training) for name, p in spec.profiles.items()),
     ]
-    if arm.model is not None:
+    if arm.experiment is not None:
+        from benchmarks.rd_experiments import EXPERIMENTS, SETTINGS
+
+        if arm.experiment not in EXPERIMENTS:
+            raise BenchError(
+                f"{_where(path, text, ('arms', index, 'experiment'))}: unknown experiment "
+                f"{arm.experiment!r}; experiments: {sorted(EXPERIMENTS)}"
+            )
+        allowed = ("experiment settings", SETTINGS)
+        tables += [
+            (("arms", index, "train"), arm.train, allowed),
+            (("arms", index, "grid"), arm.grid, allowed),
+            *((("profiles", name, "arms", arm.name, "train"), b.train, allowed)
+              for name, b in budgets),
+            *((("profiles", name, "arms", arm.name, "grid"), b.grid, allowed)
+              for name, b in budgets if b.grid is not None),
+        ]  # fmt: skip
+    elif arm.model is not None:
         config_cls = _model_entry(path, text, index, arm).config_cls
         model = (config_cls.__name__, set(field_defaults(config_cls)))
         either = (f"{model[0]} or TrainConfig", training[1] | model[1])
@@ -389,13 +416,21 @@ def expand(spec: Spec, profile: str | None = None, only: list[str] | None = None
         grid = arm.grid if budget.grid is None else budget.grid
         keys = list(grid)
         models = arm.model is not None
-        trained = models and not (budget.weights or arm.weights)  # weights carry their seed
+        trained = (models and not (budget.weights or arm.weights)) or arm.experiment is not None
         for dataset, values, seed in itertools.product(
             datasets, itertools.product(*grid.values()), arm.seeds if trained else [None]
         ):
             point = tuple(zip(keys, values, strict=True))
-            passes = _passes(spec, chosen, arm, budget, dataset)
             folder = job_folder(arm.name, dataset if nested else None, point, seed)
+            if arm.experiment is not None:
+                settings = {**arm.train, **budget.train, **dict(point), "seed": seed}
+                jobs.append(SweepJob(
+                    arm.name, dataset, seed, point, None, {}, settings,
+                    {"rd": {"kind": "rd-theory"}}, experiment=arm.experiment, folder=folder,
+                    label=arm.title,
+                ))  # fmt: skip
+                continue
+            passes = _passes(spec, chosen, arm, budget, dataset)
             if not models:
                 jobs.append(SweepJob(
                     arm.name, dataset, None, (), None, {}, {}, passes, codec=arm.codec,

@@ -168,7 +168,7 @@ def _model_checkpoint(
     from vlae_models.config import make_config
     from vlae_models.train import TrainConfig
 
-    if job.codec is not None:
+    if job.codec is not None or job.experiment is not None:
         return None
     if job.weights is not None:
         _check_weights(job)
@@ -215,6 +215,11 @@ def _evaluate(
     from benchmarks.evaluation import evaluate_to
     from benchmarks.model_runs import eval_to
 
+    if evaluation["kind"] == "rd-theory":
+        from benchmarks.rd_experiments import point_to
+
+        point_to(out, job.experiment, job.train_config)
+        return
     if evaluation["kind"] == "likelihood":
         eval_to(
             out, checkpoint, evaluation["dataset"], split=evaluation["split"],
@@ -513,7 +518,7 @@ def collect(jobs: Sequence[SweepJob], out: Path) -> pd.DataFrame:
             frame = read_results([folder / name]).drop(columns="source")
             if evaluation.get("rate_kinds"):
                 frame = frame[frame["rate_kind"].isin(evaluation["rate_kinds"])]
-            frame["model"] = frame["method"] if job.codec is None else pd.NA
+            frame["model"] = frame["method"] if job.model is not None else pd.NA
             frame["method"] = _label(job, frame)
             frame["arm"], frame["pass"], frame["sweep_job"] = job.arm, name, job.job_id
             if job.seed is not None:

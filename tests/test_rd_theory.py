@@ -73,19 +73,45 @@ def test_bernoulli_points_lie_above_the_blahut_arimoto_bound():
 def test_cli_writes_tables_and_refuses_a_used_folder(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("VLAE_BENCH_DATA", str(tmp_path / "no-data"))
     out = tmp_path / "rd"
-    code, stdout, err = run_cli(
-        monkeypatch, capsys, "rd-theory", "--out", str(out), "--steps", "30"
-    )
+    code, stdout, err = run_cli(monkeypatch, capsys, "rd-theory", "--out", str(out))
     assert code == 0, err
-    assert "gap_nats" in stdout and "zoo I(x;z) skipped" in err
-    for name in (
-        "ba_check.csv",
-        "gaussian.csv",
-        "bernoulli.csv",
-        "rd_gaussian.png",
-        "rd_bernoulli.png",
-    ):
-        assert (out / name).is_file(), name
+    assert "uniform(3)" in stdout and "zoo I(x;z) skipped" in err
+    assert (out / "blahut_arimoto.png").is_file()
     assert pd.read_csv(out / "ba_check.csv")["abs_error_nats"].max() < 1e-9
-    code, _, err = run_cli(monkeypatch, capsys, "rd-theory", "--out", str(out), "--steps", "30")
+    code, _, err = run_cli(monkeypatch, capsys, "rd-theory", "--out", str(out))
     assert code != 0 and "not empty" in err
+
+
+def test_the_spec_runs_experiment_arms_and_draws_their_bounds(tmp_path, monkeypatch, capsys):
+    from pathlib import Path
+
+    spec = Path(__file__).parents[1] / "benchmarks" / "specs" / "rd_theory.toml"
+    out = tmp_path / "sweep"
+    code, _, err = run_cli(monkeypatch, capsys, "sweep", str(spec), "--profile", "smoke",
+                           "-j", "1", "--out", str(out))  # fmt: skip
+    assert code == 0, err
+    rows = pd.read_parquet(out / "results.parquet")
+    assert set(rows["arm"]) == {"gaussian", "bernoulli"} and len(rows) == 4
+    gaussian = rows[rows["arm"] == "gaussian"]
+    expected = [rd.gaussian_rd(rde.GAUSSIAN_VARIANCES, d) for d in gaussian["distortion"]]
+    assert np.allclose(gaussian["bound_nats"], expected)
+    assert "trained points against R(D)" in (out / "report.md").read_text()
+    assert (out / "rd_theory_gaussian-source.png").is_file()
+
+
+@pytest.mark.parametrize(
+    ("arm", "message"),
+    [
+        ('experiment = "nope"', "unknown experiment 'nope'"),
+        ('experiment = "gaussian"\ngrid = { width = [1] }', "not a field of experiment settings"),
+        ('experiment = "gaussian"\nmodel = "beta-vae"', "exactly one of"),
+    ],
+)
+def test_experiment_arms_are_validated(tmp_path, arm, message):
+    from benchmarks.spec import load_spec
+
+    path = tmp_path / "spec.toml"
+    path.write_text(f'[spec]\nname = "x"\n[data]\ndatasets = ["synthetic"]\n'
+                    f'[[arms]]\nname = "a"\n{arm}\n')  # fmt: skip
+    with pytest.raises(BenchError, match=message):
+        load_spec(path)
