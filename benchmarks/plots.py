@@ -176,7 +176,8 @@ def bits_figure(table: pd.DataFrame, title: str) -> plt.Figure:
     ``bits_per_dim``, ``kind``): real codes and bounds side by side, each labelled."""
     data = table.sort_values("bits_per_dim", ascending=False)
     sns.set_theme(style="whitegrid", context="notebook")
-    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(data) + 1.4), dpi=150)
+    width = max(7.5, 4.0 + 0.09 * int(data["label"].str.len().max()))  # long labels need room
+    fig, ax = plt.subplots(figsize=(width, 0.45 * len(data) + 1.4), dpi=150)
     sns.barplot(data=data, y="label", x="bits_per_dim", hue="kind", dodge=False, ax=ax)
     for bar_container in ax.containers:
         ax.bar_label(bar_container, fmt="%.3f", padding=3, fontsize=8)
@@ -184,7 +185,7 @@ def bits_figure(table: pd.DataFrame, title: str) -> plt.Figure:
     ax.set_xlabel("bits per dimension (lower is better)")
     ax.set_ylabel("")
     ax.set_title(title)
-    ax.legend(title=None, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.legend(title=None, loc="lower right")  # the shortest bars are at the bottom
     fig.tight_layout()
     return fig
 

@@ -195,10 +195,14 @@ class StepBits:
     prior: list[int] = field(default_factory=list)
 
 
-def _measure(lanes: Lanes, active: Sequence[int], action: Callable[[], object], into: list[int]):
+def _measure(
+    lanes: Lanes, active: Sequence[int], action: Callable[[], object], into: list[int],
+    sign: int = 1,
+):  # fmt: skip
+    """Run ``action`` and append each lane's change of stack size, times ``sign``."""
     before = [lanes.bits(lane) for lane in active]
     out = action()
-    into.extend(abs(lanes.bits(lane) - b) for lane, b in zip(active, before, strict=True))
+    into.extend(sign * (lanes.bits(lane) - b) for lane, b in zip(active, before, strict=True))
     return out
 
 
@@ -223,9 +227,8 @@ class BitsBackCoder(abc.ABC):
         return next(self.model.parameters()).device
 
     def encode(self, lanes: Lanes, active: list[int], x: Tensor, bits: StepBits) -> None:
-        latents = _measure(
-            lanes, active, lambda: self.pop_posterior(lanes, active, x), bits.posterior
-        )
+        pop = lambda: self.pop_posterior(lanes, active, x)  # noqa: E731
+        latents = _measure(lanes, active, pop, bits.posterior, sign=-1)  # bits taken back
         _measure(lanes, active, lambda: self.push_data(lanes, active, x, latents), bits.data)
         _measure(lanes, active, lambda: self.push_prior(lanes, active, latents), bits.prior)
 
