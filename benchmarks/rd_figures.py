@@ -25,9 +25,15 @@ def _axes(title: str, xlabel: str):
 
 def _points(ax, table: pd.DataFrame) -> None:
     ax.plot(table["distortion"], table["rate_nats"], "o", color="tab:red", label="β-VAE (KL)")
+    labels: dict[tuple[float, float], list] = {}  # points that coincide share one label
+    spans = [max(float(table[c].abs().max()), 1e-12) for c in ("distortion", "rate_nats")]
     for row in table.itertuples():
-        ax.annotate(f"β={row.beta:g}", (row.distortion, row.rate_nats), textcoords="offset points",
-                    xytext=(6, 4), fontsize=8)  # fmt: skip
+        key = (round(row.distortion / spans[0], 2), round(row.rate_nats / spans[1], 2))
+        labels.setdefault(key, []).append((row.distortion, row.rate_nats, f"{row.beta:g}"))
+    for points in labels.values():
+        betas = ", ".join(b for _, _, b in points)
+        ax.annotate(f"β={betas}", points[0][:2], textcoords="offset points", xytext=(6, 4),
+                    fontsize=8)  # fmt: skip
 
 
 def gaussian_figure(table: pd.DataFrame, path: Path) -> None:
@@ -91,7 +97,11 @@ def rd_theory_section(rows: pd.DataFrame, out_dir: Path) -> tuple[list[str], lis
         else:
             bernoulli_figure(table, rd_experiments.bernoulli_curve(), path)
         files.append(path)
-        shown = table[[c for c in SECTION_COLUMNS if c in table]].rename(columns=SECTION_COLUMNS)
+        shown = table[[c for c in SECTION_COLUMNS if c in table]].dropna(axis=1, how="all")
+        shown = shown.astype({c: int for c in ("steps", "test_size") if c in shown}).astype(
+            {c: str for c in ("steps", "test_size") if c in shown}
+        )  # counts, not floats
+        shown = shown.rename(columns=SECTION_COLUMNS)
         md += [f"### {dataset} (D = {measure})", "", f"![{dataset}]({path.name})", "",
                shown.to_markdown(index=False, floatfmt=".4g"), ""]  # fmt: skip
     return md, files
