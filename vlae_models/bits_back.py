@@ -148,6 +148,15 @@ class Lanes:
                 symbols[i].astype(np.int32), family, mean[i] / grid.step, std[i] / grid.step
             )
 
+    def pop_standard(self, lanes: Sequence[int], grid: LatentGrid, dims: int) -> np.ndarray:
+        """``dims`` symbols per lane under the prior, N(0, 1) in standardized units."""
+        zeros = np.zeros((len(lanes), dims))
+        return self.pop_gaussian(lanes, grid, zeros, zeros + 1.0)
+
+    def push_standard(self, lanes: Sequence[int], grid: LatentGrid, symbols) -> None:
+        zeros = np.zeros(symbols.shape)
+        self.push_gaussian(lanes, grid, symbols, zeros, zeros + 1.0)
+
     def pop_posterior(self, lanes: Sequence[int], grid: LatentGrid, mean, std) -> np.ndarray:
         """Like :meth:`pop_gaussian`, each symbol drawn from its own window (see
         :func:`_windows`): the coder gives every symbol of an alphabet a floor probability of
@@ -249,11 +258,12 @@ class BitsBackCoder(abc.ABC):
     @abc.abstractmethod
     def push_posterior(self, lanes: Lanes, active: list[int], x: Tensor, latents) -> None: ...
 
-    @abc.abstractmethod
-    def pop_prior(self, lanes: Lanes, active: list[int]): ...
+    def pop_prior(self, lanes: Lanes, active: list[int]):
+        """One level of latents under N(0, I) (the β-VAE's z, the VLAE's eps)."""
+        return lanes.pop_standard(active, self.grid, self.latent_dims)
 
-    @abc.abstractmethod
-    def push_prior(self, lanes: Lanes, active: list[int], latents) -> None: ...
+    def push_prior(self, lanes: Lanes, active: list[int], latents) -> None:
+        lanes.push_standard(active, self.grid, latents)
 
     @abc.abstractmethod
     def logits(self, x: Tensor, latents) -> Tensor:
@@ -297,14 +307,6 @@ class BetaVAECoder(BitsBackCoder):
     def push_posterior(self, lanes, active, x, symbols):
         mean, std = (_np(t) for t in self.model.encode(x))
         lanes.push_posterior(active, self.grid, symbols, mean, std)
-
-    def pop_prior(self, lanes, active):
-        zeros = np.zeros((len(active), self.latent_dims))
-        return lanes.pop_gaussian(active, self.grid, zeros, zeros + 1.0)
-
-    def push_prior(self, lanes, active, symbols):
-        zeros = np.zeros(symbols.shape)
-        lanes.push_gaussian(active, self.grid, symbols, zeros, zeros + 1.0)
 
     def logits(self, x, symbols):
         return self.model.decode(_tensor(self.grid.value(symbols), self.model.decoder_in.weight))
@@ -448,14 +450,6 @@ class VLAECoder(BitsBackCoder):
             lanes.push_posterior(
                 active, self.grid, symbols[:, i : i + 1], means[i][:, None], stds[i][:, None]
             )
-
-    def pop_prior(self, lanes, active):
-        zeros = np.zeros((len(active), self.latent_dims))
-        return lanes.pop_gaussian(active, self.grid, zeros, zeros + 1.0)
-
-    def push_prior(self, lanes, active, symbols):
-        zeros = np.zeros(symbols.shape)
-        lanes.push_gaussian(active, self.grid, symbols, zeros, zeros + 1.0)
 
     def _condition(self, symbols: np.ndarray) -> Tensor:
         eps = _tensor(self.grid.value(symbols), self.model.cond_in.weight)
