@@ -20,7 +20,7 @@ up to the sampling error of the held-out estimate. Rates and gaps are nats per s
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -269,10 +269,15 @@ def mutual_info_bounds(model, pixels: Tensor, batch_size: int = 500, seed: int =
 ZOO_MODELS = ("beta-vae-binarized-mnist", "hvae-binarized-mnist", "vlae-binarized-mnist")
 
 
-def committed_beta_runs(results_csv: Path) -> pd.DataFrame:
-    """I(x; z) <= KL on the committed β sweep's evaluation rows (ELBO surgery, one z per
-    image; ``saturated`` where the estimate is within 0.05 nats of its log N ceiling)."""
-    rows = pd.read_csv(results_csv)
+def committed_beta_runs(run: Path) -> pd.DataFrame:
+    """I(x; z) <= KL on a β sweep's evaluation rows (``run``: its folder; ELBO surgery, one z
+    per image; ``saturated`` where the estimate is within 0.05 nats of its log N ceiling)."""
+    from benchmarks.errors import BenchError
+    from benchmarks.results import read_results
+
+    rows = read_results([run])  # checksum-verified; a missing folder is a one-line error
+    if not {"arm", "kl_nats", "mutual_info_nats"} <= set(rows.columns):
+        raise BenchError(f"{run} holds no arm, KL and I(x;z) columns: not a β sweep's run")
     rows = rows[rows["mutual_info_nats"].notna() & rows["kl_nats"].notna()]
     table = rows[["arm", "value", "estimator", "n_examples", "kl_nats", "mutual_info_nats"]]
     table = table.drop_duplicates().rename(columns={"value": "beta", "estimator": "pass"})
@@ -301,7 +306,7 @@ def run(
     data_dir: Path | None = None,
     beta_sweep: Path | None = None,
     overwrite: bool = False,
-    echo=print,
+    echo: Callable[[str], None] = print,
 ) -> dict[str, pd.DataFrame]:
     """The checks that train nothing, into ``out``: Blahut–Arimoto against the closed forms
     (``ba_check.csv``, ``blahut_arimoto.png``) and I(x; z) <= KL on a committed β sweep and the
@@ -315,7 +320,7 @@ def run(
     out.mkdir(parents=True, exist_ok=True)
     tables = {"ba_check": ba_checks()}
     if beta_sweep is not None:
-        tables["mutual_info_beta_sweep"] = committed_beta_runs(beta_sweep / "results.csv")
+        tables["mutual_info_beta_sweep"] = committed_beta_runs(beta_sweep)
     try:
         from benchmarks.model_runs import load_pixels
 

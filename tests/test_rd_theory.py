@@ -80,6 +80,9 @@ def test_cli_writes_tables_and_refuses_a_used_folder(tmp_path, monkeypatch, caps
     assert pd.read_csv(out / "ba_check.csv")["abs_error_nats"].max() < 1e-9
     code, _, err = run_cli(monkeypatch, capsys, "rd-theory", "--out", str(out))
     assert code != 0 and "not empty" in err
+    code, _, err = run_cli(monkeypatch, capsys, "rd-theory", "--out", str(tmp_path / "b"),
+                           "--beta-sweep", str(tmp_path / "missing"))  # fmt: skip
+    assert code != 0 and "no results at" in err and len(err.strip().splitlines()) == 1
 
 
 def test_the_spec_runs_experiment_arms_and_draws_their_bounds(tmp_path, monkeypatch, capsys):

@@ -347,9 +347,10 @@ class HVAECoder(BitsBackCoder):
         return h, symbols
 
     def pop_posterior(self, lanes, active, x):
-        return self._walk(len(active), x, lambda i, q: lanes.pop_posterior(active, self.grid, *q))[
-            1
-        ]
+        _, symbols = self._walk(
+            len(active), x, lambda i, q: lanes.pop_posterior(active, self.grid, *q)
+        )
+        return symbols
 
     def push_posterior(self, lanes, active, x, symbols):
         posteriors = []
@@ -364,15 +365,11 @@ class HVAECoder(BitsBackCoder):
 
     def pop_prior(self, lanes, active):
         dims = self.latent_dims // self.model.config.levels
-        zeros = np.zeros((len(active), dims))
-        return [
-            lanes.pop_gaussian(active, self.grid, zeros, zeros + 1.0) for _ in self.model.levels
-        ]
+        return [lanes.pop_standard(active, self.grid, dims) for _ in self.model.levels]
 
     def push_prior(self, lanes, active, symbols):
-        for s in reversed(symbols):
-            zeros = np.zeros(s.shape)
-            lanes.push_gaussian(active, self.grid, s, zeros, zeros + 1.0)
+        for level in reversed(symbols):  # level 0 last: the decoder pops it first
+            lanes.push_standard(active, self.grid, level)
 
     def logits(self, x, symbols):
         h, _ = self._walk(len(symbols[0]), None, lambda i, q: symbols[i])
@@ -562,16 +559,18 @@ def _initial_lanes(coder: BitsBackCoder, x: Tensor, active: list[int]) -> tuple[
     """Each lane's initial words, as few as its first posterior pop takes without running its
     stack dry (a dry stack decodes the grid's edge bins: valid, but very costly)."""
     sizes = [max(2, math.ceil(coder.latent_dims * (coder.grid.bits + 2) / 64))] * len(active)
-    while True:
-        trial = Lanes.from_words(
+
+    def seeded() -> Lanes:
+        return Lanes.from_words(
             [seed_words(lane, n) for lane, n in zip(active, sizes, strict=True)]
         )
+
+    while True:
+        trial = seeded()
         coder.pop_posterior(trial, list(range(len(active))), x)
         dry = [i for i in range(len(active)) if trial.bits(i) < 64]
         if not dry:
-            return Lanes.from_words(
-                [seed_words(lane, n) for lane, n in zip(active, sizes, strict=True)]
-            ), sizes
+            return seeded(), sizes
         for i in dry:
             sizes[i] = math.ceil(sizes[i] * 1.25) + 1
 
