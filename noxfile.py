@@ -33,9 +33,12 @@ def demo(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    session.install("ruff")
+    """ruff, and the layer contracts of pyproject.toml's [tool.importlinter] (import-linter:
+    no module imports a layer above its own, and no package has an import cycle)."""
+    session.install("-e", ".[lint]", *CONSTRAINTS)
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    session.run("lint-imports")
 
 
 @nox.session(python=PYTHON)

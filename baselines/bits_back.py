@@ -18,20 +18,19 @@ message's ``lanes``. ``enc_s``/``dec_s`` are the message's times shared over its
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 
 import numpy as np
 
 from baselines import container
-from baselines.method import METHODS, Coding, Method, MethodError, ParamSpec, Setting, parse_values
-
-LN2 = math.log(2.0)
+from baselines.codec import Codec
+from baselines.method import METHODS, Coding, MethodError, ParamSpec, Setting, parse_values
+from vlae_models.units import LN2
 
 
 @METHODS.add("bb-ans")
-class BitsBackMethod(Method):
+class BitsBackMethod(Codec):
     """BB-ANS (Townsend, Bird & Barber 2019) on constriction's ANS, for a trained VAE."""
 
     name = "bb-ans"
@@ -39,6 +38,7 @@ class BitsBackMethod(Method):
     param = ParamSpec("latent_bits", 1, 16, 8, integer=True)
     rate_kinds = ("coded",)
     lossless = True
+    needs_weights = True
     max_items = 1000  # images per message (one task); the split is a few such messages
 
     @classmethod
@@ -78,19 +78,31 @@ class BitsBackMethod(Method):
         # Sequential decoders run many chains side by side, batching the network across them.
         self.lanes = 10 if getattr(self.model, "autoregressive", False) else 1
 
-    def encode(self, arrays: Sequence[np.ndarray]):
+    def encode(self, image: np.ndarray) -> bytes:
+        """One image as a message of its own (one lane, its initial bits included)."""
+        return self._encode_message([image])[0]
+
+    def decode(self, data: bytes) -> np.ndarray:
+        """A message of one image -> that image."""
+        images = self._decode_message(data)
+        if len(images) != 1:
+            raise container.StreamError(f"stream holds {len(images)} images, not one")
+        return images[0]
+
+    def _encode_message(self, arrays: Sequence[np.ndarray]):
         """The images (uint8, H x W, 0/1) as one stream, and the message's accounting."""
         import torch
 
         from vlae_models.bits_back import encode_lanes
 
+        _check_binary(arrays)
         x = self.model.prepare(torch.from_numpy(np.stack(arrays)[:, None]).to(self.device))
         message = encode_lanes(self.coder, x, self.lanes)
         header = {**self.identity, "image": list(arrays[0].shape), "lanes": message.lengths}
         strings = [w.astype("<u4").tobytes() for w in message.words]
         return container.pack(header, strings), message
 
-    def decode(self, data: bytes) -> list[np.ndarray]:
+    def _decode_message(self, data: bytes) -> list[np.ndarray]:
         """A stream -> its images, in the order they were encoded."""
         import torch
 
@@ -116,13 +128,12 @@ class BitsBackMethod(Method):
         return list(images[:, 0].to(dtype=torch.uint8).cpu().numpy())
 
     def code(self, arrays: Sequence[np.ndarray]) -> list[Coding]:
-        if any(a.ndim != 2 or a.max(initial=0) > 1 for a in arrays):
-            raise MethodError("bb-ans codes binary gray images (0/1): use a binarized dataset")
+        """The task's images as one message (``lanes`` chains side by side), decoded again."""
         start = time.perf_counter()
-        data, message = self.encode(arrays)
+        data, message = self._encode_message(arrays)
         enc_s = time.perf_counter() - start
         start = time.perf_counter()
-        decoded = self.decode(data)
+        decoded = self._decode_message(data)
         dec_s = time.perf_counter() - start
         shares = message.image_bits()
         lanes = np.repeat(np.arange(len(message.lengths)), message.lengths)
@@ -150,3 +161,8 @@ class BitsBackMethod(Method):
             )  # fmt: skip
             for i in range(n)
         ]
+
+
+def _check_binary(arrays: Sequence[np.ndarray]) -> None:
+    if any(a.ndim != 2 or a.max(initial=0) > 1 for a in arrays):
+        raise MethodError("bb-ans codes binary gray images (0/1): use a binarized dataset")

@@ -1,23 +1,29 @@
-"""Codecs: methods that write bytes.
+"""Codecs: methods that write bytes. The one stream face of the suite.
 
-A codec turns a uint8 image (H x W x 3, or H x W for gray and binary arrays) into bytes and
-back. The bytes counted for the rate are exactly what ``encode`` returns: the whole stream,
-headers included, as CompressAI counts classical codecs. Each codec has one rate parameter
+A codec turns one uint8 image (H x W x 3, or H x W for gray and binary arrays) into bytes,
+``encode(image) -> bytes``, and back, ``decode(data) -> image``. Every method that writes
+a stream has this face and nothing else: classical codecs, CompressAI's nets, trained
+models as codecs and bits-back coding alike, so round trips, ``fuzz`` and ``throughput``
+treat them all the same way. A codec may code a whole task in one call of ``code`` (bits-back
+coding puts a task's images in one message), but ``encode``/``decode`` stay per image.
+
+The bytes counted for the rate are exactly what ``encode`` returns: the whole stream,
+headers included, as CompressAI counts classical codecs (learned codecs override ``code``
+to count their payload beside the container). Each codec has one rate parameter
 (``quality`` for JPEG, ``level`` for PNG, ``psnr_db`` for JPEG 2000...) with a valid range.
 """
 
 from __future__ import annotations
 
 import abc
-import math
 import time
 from collections.abc import Sequence
 
 import numpy as np
 
 from baselines.method import METHODS, Coding, Method, MethodError, available_method
+from vlae_models.units import LN2
 
-LN2 = math.log(2.0)
 CodecError = MethodError  # the name codec code and tests have always used
 
 
@@ -26,13 +32,20 @@ class Codec(Method):
 
     rate_kinds = ("coded",)
 
+    @property
+    def writes_stream(self) -> bool:
+        """Whether ``encode`` gives bytes (a checkpoint of a model without ``compress``
+        states its rate instead; see :mod:`baselines.models`)."""
+        return True
+
     @abc.abstractmethod
     def encode(self, image: np.ndarray) -> bytes:
         """Compress a uint8 array; the returned bytes are the complete stream."""
 
     @abc.abstractmethod
     def decode(self, data: bytes) -> np.ndarray:
-        """Decompress to a uint8 array of the encoded shape."""
+        """Decompress to a uint8 array of the encoded shape; a stream that cannot be decoded
+        raises :class:`MethodError` (one line), never another exception."""
 
     def decode_as(self, data: bytes, shape: tuple[int, ...]) -> np.ndarray:
         """Decode for an original of ``shape``: codecs that store gray as colour (WebP, AVIF)
@@ -55,6 +68,7 @@ class Codec(Method):
 
 
 def register_codec(cls: type[Codec]) -> type[Codec]:
+    """Class decorator for built-in codecs: register ``cls`` under its ``name``."""
     return METHODS.add(cls.name)(cls)
 
 

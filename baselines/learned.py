@@ -24,7 +24,6 @@ torch and compressai are imported in ``setup``: listing methods stays fast.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -34,9 +33,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from baselines import container
-from baselines.method import METHODS, Coding, Method, MethodError, ParamSpec, Setting
+from baselines.codec import Codec
+from baselines.method import METHODS, Coding, MethodError, ParamSpec, Setting
+from vlae_models.units import LN2
 
-LN2 = math.log(2.0)
 ARCHITECTURES = {
     "bmshj2018-factorized": "bmshj2018_factorized",
     "bmshj2018-hyperprior": "bmshj2018_hyperprior",
@@ -48,11 +48,12 @@ STATE_KEYS = ("state_dict", "network", "model_state_dict")
 PAD = 64
 
 
-class CompressAICodec(Method):
+class CompressAICodec(Codec):
     """One CompressAI architecture; subclasses set ``name`` (the architecture)."""
 
     param = ParamSpec("quality", 1, 8, 3, sweep=(1, 2, 3, 4, 5, 6))
     rate_kinds = ("coded", "estimate")
+    needs_weights = True  # a checkpoint, or CompressAI's pretrained download
     max_items = 1
     architecture: ClassVar[str]
 
@@ -269,6 +270,10 @@ for _arch in ARCHITECTURES:
         type(
             f"CompressAI_{ARCHITECTURES[_arch]}",
             (CompressAICodec,),
-            {"name": _arch, "description": f"CompressAI {_arch} (pretrained=Q, or :CHECKPOINT)"},
+            {
+                "name": _arch,
+                "__module__": __name__,
+                "description": f"CompressAI {_arch} (pretrained=Q, or :CHECKPOINT)",
+            },
         )
     )

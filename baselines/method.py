@@ -2,7 +2,7 @@
 
 Classical codecs (:mod:`baselines.classical`), trained model checkpoints
 (:mod:`baselines.models`) and CompressAI's learned codecs (:mod:`baselines.learned`) are all
-methods, and all go through one evaluation path (:mod:`benchmarks.evaluation`), so their rows
+methods, and all go through one evaluation path (:mod:`benchmarks.evaluation.engine`), so their rows
 land in one table.
 
 Lifecycle. A :class:`Setting` names one method at one parameter value; it is small and
@@ -19,22 +19,19 @@ from __future__ import annotations
 
 import abc
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
-from vlae_models.registry import Registry
+from vlae_models.registry import PluginError, Registry, import_submodules
 
 RATE_KINDS = ("coded", "kl", "estimate", "fixed", "prior")
 
 
 class MethodError(Exception):
     """Unknown or unavailable method, or a parameter out of range: printed as one line."""
-
-
-METHODS: Registry[type[Method]] = Registry("method", "baselines", MethodError)
 
 
 @dataclass(frozen=True)
@@ -102,6 +99,7 @@ class Method(abc.ABC):
     param: ClassVar[ParamSpec]
     rate_kinds: ClassVar[tuple[str, ...]] = ("coded",)
     lossless: ClassVar[bool] = False
+    needs_weights: ClassVar[bool] = False  # True: it codes only with a checkpoint (``NAME:SOURCE``)
     max_items: ClassVar[int] = 64  # arrays per ``code`` call (a worker task)
 
     def __init__(self, value: float | None = None, source: str | None = None) -> None:
@@ -154,6 +152,40 @@ class Method(abc.ABC):
         return f"{self.name}({self.param.name}={self.value})"
 
 
+def _adopt(name: str, cls: Any) -> type[Method]:
+    """A method class as a registry entry: a concrete :class:`Method` (a :class:`Codec` for
+    one that writes bytes) with its rate parameter."""
+    if not (isinstance(cls, type) and issubclass(cls, Method)):
+        raise PluginError(f"method '{name}': {cls!r} is not a subclass of Method or Codec")
+    missing = sorted(getattr(cls, "__abstractmethods__", ()))
+    if missing:
+        raise PluginError(f"method '{name}': {cls.__name__} does not define {', '.join(missing)}")
+    if not isinstance(getattr(cls, "param", None), ParamSpec):
+        raise PluginError(
+            f"method '{name}': {cls.__name__} has no param (a ParamSpec: the one parameter "
+            "its rate is controlled by, e.g. ParamSpec('level', 0, 9, 9))"
+        )
+    declared = getattr(cls, "name", None)
+    if declared not in (None, name):
+        raise PluginError(f"method '{name}': {cls.__name__}.name is {declared!r}, not {name!r}")
+    cls.name = name
+    if not getattr(cls, "description", None):
+        cls.description = (cls.__doc__ or cls.__name__).strip().splitlines()[0]
+    return cls
+
+
+METHODS: Registry[type[Method]] = Registry(
+    "method", MethodError, builtins=lambda: import_submodules("baselines"),
+    group="vlae_bench.methods", adopt=_adopt, owner=__name__,
+)  # fmt: skip
+
+
+def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
+    """Class decorator: register a :class:`Method` or :class:`~baselines.codec.Codec` under
+    ``name`` (``-c NAME`` on the command line, ``codec = "NAME"`` in a spec)."""
+    return METHODS.add(name)
+
+
 def available_method(name: str) -> type[Method]:
     """The registered method ``name``; unknown or unavailable here raises MethodError."""
     cls = METHODS[name]
@@ -188,19 +220,38 @@ def format_values(values: Sequence[float]) -> str:
     return ",".join(f"{v:g}" for v in values)
 
 
-def plan(specs: Sequence[str], quality: str | None) -> tuple[list[Setting], list[str]]:
-    """Resolve ``--codec`` options (``jpeg``, ``jpeg=10:90:10``, ``model:PATH``,
-    ``zoo:NAME``) and the shared ``--quality`` sweep into distinct settings, plus notes.
+@dataclass(frozen=True)
+class MethodRequest:
+    """A method as a user asks for it: a registry name, a source (a checkpoint path or zoo
+    name) and values. :meth:`parse` reads the ``-c`` spelling ``NAME[:SOURCE][=VALUES]``."""
+
+    name: str
+    source: str | None = None
+    values: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> MethodRequest:
+        head, _, values = text.partition("=")
+        name, _, source = head.strip().partition(":")
+        return cls(name, source or None, values.strip() or None)
+
+
+def plan(
+    requests: Sequence[str | MethodRequest], quality: str | None
+) -> tuple[list[Setting], list[str]]:
+    """Resolve methods asked for (``-c`` texts such as ``jpeg``, ``jpeg=10:90:10``,
+    ``model:PATH``, ``zoo:NAME``, or :class:`MethodRequest` s) and the shared ``--quality``
+    sweep into distinct settings, plus notes.
 
     A setting asked for twice (``-c jpeg -c jpeg``) is run once, with a note.
     """
     settings: list[Setting] = []
     notes: list[str] = []
-    for spec in specs:
-        head, _, values = spec.partition("=")
-        name, _, source = head.strip().partition(":")
-        cls = available_method(name)
-        found, more = cls.settings(source or None, values or None, quality)
+    for request in requests:
+        if isinstance(request, str):
+            request = MethodRequest.parse(request)
+        cls = available_method(request.name)
+        found, more = cls.settings(request.source, request.values, quality)
         notes += more
         for setting in found:
             if setting in settings:

@@ -1,13 +1,17 @@
 """Trained model checkpoints as methods: ``model:PATH`` and ``zoo:NAME``.
 
-A model with ``compress``/``decompress`` (the β-VAE, HVAE, VQ-VAE and VLAE) is a real codec
-here: ``encode`` cuts the image into the model's tiles (``image_size``; edges replicated) and
-writes one stream (:mod:`baselines.container`), ``decode`` rebuilds the image from it, and the
-rows score what the stream decodes to. Each image gets a ``coded`` row (payload bytes) and
-the rate the model states from one forward pass at a fixed seed beside it: the KL bound for
-continuous latents (``kl``, also the ``kl_nats`` column; the VLAE's is a one-sample estimate
-with the flow's log-determinant), and for VQ-VAE indices the fixed-length code and the ideal
-code length under its learned prior (``fixed``, ``prior``).
+A model with ``compress``/``decompress`` (the β-VAE, HVAE, VQ-VAE and VLAE, and any
+registered model that has them) is a real codec here: ``encode`` cuts the image into the
+model's tiles (``image_size``; edges replicated) and writes one stream
+(:mod:`baselines.container`), ``decode`` rebuilds the image from it, and the rows score what
+the stream decodes to. Each image gets a ``coded`` row (payload bytes) and the rate the
+model states from one forward pass at a fixed seed beside it: the KL bound for continuous
+latents (``kl``, also the ``kl_nats`` column; the VLAE's is a one-sample estimate with the
+flow's log-determinant), and for VQ-VAE indices the fixed-length code and the ideal code
+length under its learned prior (``fixed``, ``prior``).
+
+A model without ``compress`` writes no stream: its rows carry only the rate it states (its
+``rate_kind``, from one forward pass at a fixed seed) and score its ``reconstruct(x)``.
 
 Reconstructions are rounded to the data's values (0/1 for binary data, 0..255 for 8-bit)
 before they are scored.
@@ -25,19 +29,20 @@ from typing import Any
 import numpy as np
 
 from baselines import container
-from baselines.method import METHODS, Coding, Method, MethodError, ParamSpec, Setting
-
-LN2 = math.log(2.0)
+from baselines.codec import Codec
+from baselines.method import METHODS, Coding, MethodError, ParamSpec, Setting
+from vlae_models.units import LN2
 
 
 @METHODS.add("model")
-class ModelMethod(Method):
+class ModelMethod(Codec):
     """A checkpoint written by ``vlae-bench train`` (or a zoo file), scored as a method."""
 
     name = "model"
     description = "a trained checkpoint, model:PATH; coded bytes beside its KL bound or VQ code"
     param = ParamSpec("beta", 0.0, math.inf, 1.0, integer=False)
     rate_kinds = ("coded", "kl", "fixed", "prior")
+    needs_weights = True
     max_items = 256
 
     @classmethod
@@ -60,7 +65,7 @@ class ModelMethod(Method):
                 f"{ref} is a '{meta['model']}', a model with no latent code: nothing to "
                 "reconstruct from (its exact NLL is in `vlae-bench eval`)"
             )
-        if not hasattr(model_cls, "compress"):  # CompressAI's nets: their own method
+        if getattr(model_cls, "is_compressai", False):  # CompressAI's nets: their own method
             raise MethodError(f"{ref} is a '{meta['model']}': use -c {meta['model']}:{ref}")
         beta = float((meta.get("train_config") or {}).get("beta", 1.0))
         return [Setting(cls.name, meta["model"], "beta", beta, ref)], []
@@ -73,17 +78,28 @@ class ModelMethod(Method):
         self.device = device
         import torch
 
-        self.identity = container.identity(
-            self.model.registry_name, self.model, torch.device(device)
-        )
+        if self.writes_stream:
+            self.identity = container.identity(
+                self.model.registry_name, self.model, torch.device(device)
+            )
+
+    @property
+    def writes_stream(self) -> bool:
+        return hasattr(self.model, "compress")
 
     def code(self, arrays: Sequence[np.ndarray]) -> list[Coding]:
-        return [self._code_stream(image) for image in arrays]
+        code_one = self._code_stream if self.writes_stream else self._code_stated
+        return [code_one(image) for image in arrays]
 
     def encode(self, image: np.ndarray) -> bytes:
         """The image, cut into the model's tiles, as a stream (header, then strings)."""
         import torch
 
+        if not self.writes_stream:
+            raise MethodError(
+                f"{self.source} is a '{self.model.registry_name}', which has no compress(): "
+                "it states its rate and writes no stream"
+            )
         tiles = to_tiles(image, self.model.config.image_size)
         with torch.no_grad():
             coded = self.model.compress(self.model.prepare(tiles.to(self.device)))
@@ -111,13 +127,42 @@ class ModelMethod(Method):
             raise container.StreamError(str(err)) from None
         return from_tiles(to_pixels(x_hat, self.model.likelihood.binary).cpu(), shape)
 
-    def _code_stream(self, image: np.ndarray) -> Coding:
+    def _stated(self, image: np.ndarray) -> tuple[Any, dict[str, float], dict[str, Any]]:
+        """The model input of the image's tiles, the rates the model states for them (one
+        forward pass at seed 0) and the columns beside them."""
         import torch
 
         x = self.model.prepare(to_tiles(image, self.model.config.image_size).to(self.device))
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             out = self.model(x)
+        extra = {"distortion_nats": float(out.distortion.sum()), "checkpoint": self.source}
+        if not self.model.has_continuous_latents:
+            return x, {k: float(out.extras[f"rate_{k}"].sum()) for k in ("fixed", "prior")}, extra
+        rate = float(out.rate.sum())
+        if self.model.rate_kind == "kl":
+            extra["kl_nats"] = rate
+        return x, {self.model.rate_kind: rate}, extra
+
+    def _code_stated(self, image: np.ndarray) -> Coding:
+        """A model without a coder: its stated rate, and its reconstruction scored."""
+        import torch
+
+        from vlae_models.core import to_pixels
+
+        start = time.perf_counter()
+        x, rates, extra = self._stated(image)
+        enc_s = time.perf_counter() - start
+        start = time.perf_counter()
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            x_hat = self.model.reconstruct(x)
+        decoded = from_tiles(to_pixels(x_hat, self.model.likelihood.binary).cpu(), image.shape)
+        dec_s = time.perf_counter() - start
+        return Coding(decoded, rates, enc_s, dec_s, extra=extra)
+
+    def _code_stream(self, image: np.ndarray) -> Coding:
+        _, bounds, extra = self._stated(image)
         start = time.perf_counter()
         data = self.encode(image)
         enc_s = time.perf_counter() - start
@@ -125,19 +170,14 @@ class ModelMethod(Method):
         decoded = self.decode(data)  # what is scored is what the stream decodes to
         dec_s = time.perf_counter() - start
         payload = container.unpack(data, self.identity).payload_bytes
-        if self.model.has_continuous_latents:
-            bounds = {"kl": float(out.rate.sum())}
-            extra = {"kl_nats": bounds["kl"]}
-        else:
-            bounds = {k: float(out.extras[f"rate_{k}"].sum()) for k in ("fixed", "prior")}
-            extra = {}
         return Coding(
-            decoded, {"coded": payload * 8 * LN2, **bounds}, enc_s, dec_s, n_bytes=payload,
-            extra={
-                **extra, "distortion_nats": float(out.distortion.sum()),
-                "container_bytes": len(data), "checkpoint": self.source,
-            },
-        )  # fmt: skip
+            decoded,
+            {"coded": payload * 8 * LN2, **bounds},
+            enc_s,
+            dec_s,
+            n_bytes=payload,
+            extra={**extra, "container_bytes": len(data)},
+        )
 
 
 def to_tiles(image: np.ndarray, side: int) -> Any:

@@ -4,8 +4,9 @@ One row per (method, parameter value, image, rate kind) -- or per split for mode
 likelihood evaluations, with ``image == "__all__"``. A column that does not apply is NaN,
 never 0. A run folder holds ``results.parquet`` (the source of truth), ``results.csv`` (the
 same rows), ``results.sha256`` (their checksums, in ``sha256sum`` format, so
-``sha256sum -c results.sha256`` checks them too), ``run.json`` (see :mod:`benchmarks.runs`)
-and whatever the report renders.
+``sha256sum -c results.sha256`` checks them too), ``run.json`` (see :mod:`benchmarks.runs.store`)
+and whatever the report renders. This module is the store's format, read and written; the
+run store (:mod:`benchmarks.runs.store`) is the one writer that opens a folder for a job.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import pandas as pd
 
 from benchmarks.errors import BenchError
 from vlae_models.files import atomic_write
+from vlae_models.units import nats_to_bits
 
 # Identifying columns first, then measurements; see docs/architecture.md for their meaning.
 ID_COLUMNS = [
@@ -44,6 +46,61 @@ SPLIT_BY = ["items", "seed", "phase", "batch_size", "dtype", "device"]
 PARQUET = "results.parquet"
 CSV = "results.csv"
 CHECKSUMS = "results.sha256"
+RUN_JSON = "run.json"
+
+
+def rate_columns(nats: float, height: int, width: int, channels: int) -> dict[str, float]:
+    """The one conversion of a rate in nats per image to the table's rate columns."""
+    bits = nats_to_bits(nats)
+    return {
+        "rate_nats": nats,
+        "bpp": bits / (height * width),
+        "bits_per_dim": bits / (height * width * channels),
+    }
+
+
+def make_folder(out: Path) -> None:
+    """Create an output folder; a path under a regular file is a one-line error."""
+    for parent in [out, *out.parents]:
+        if parent.exists() and not parent.is_dir():
+            raise BenchError(f"cannot use {out} as an output folder: {parent} is a file")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise BenchError(f"cannot create output folder {out}: {err.strerror}") from err
+
+
+def read_run(folder: Path) -> dict[str, Any] | None:
+    """The folder's ``run.json`` (its job record, :mod:`benchmarks.runs.record`), or None."""
+    return read_record(Path(folder) / RUN_JSON)
+
+
+def read_record(path: Path) -> dict[str, Any] | None:
+    """A job record (``run.json``, ``job.json``), or None; a damaged one is a one-line
+    error."""
+    if not path.exists():
+        return None
+    try:
+        info = json.loads(path.read_text())
+        if not isinstance(info, dict):
+            raise ValueError("not a JSON object")
+        return info
+    except ValueError as err:
+        raise BenchError(
+            f"{path} is damaged ({err}); move it away, or start afresh (--overwrite; --fresh "
+            "for train)"
+        ) from err
+
+
+def load_runs(folders: Iterable[Path]) -> list[dict[str, Any]]:
+    """``run.json`` of each folder that has one (folders and results files alike)."""
+    runs = []
+    for path in folders:
+        folder = Path(path) if Path(path).is_dir() else Path(path).parent
+        info = read_run(folder)
+        if info is not None:
+            runs.append(info)
+    return runs
 
 
 def make_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
@@ -140,9 +197,27 @@ def read_results(paths: Iterable[Path]) -> pd.DataFrame:
         frames.append(frame.assign(source=str(path)))
     if not frames:
         raise BenchError("no results given")
+    attrs: dict[str, Any] = {}
+    for part in frames:
+        attrs = merge_attrs(attrs, part.attrs)
     frame = make_frame(pd.concat(frames, ignore_index=True).to_dict("records"))
+    frame.attrs = attrs
     refuse_duplicates(frame)
     return frame
+
+
+def merge_attrs(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+    """The table metadata of two tables combined: the union of their metric columns (a
+    column that one calls better higher and the other lower is refused)."""
+    columns = dict(a.get("metric_columns") or {})
+    for column, info in (b.get("metric_columns") or {}).items():
+        if column in columns and columns[column].get("better") != info.get("better"):
+            raise BenchError(
+                f"column {column!r} is better {columns[column].get('better')} in one table and "
+                f"{info.get('better')} in another; they measure different things"
+            )
+        columns[column] = dict(info)
+    return {**a, **b, "metric_columns": columns} if columns else {**a, **b}
 
 
 def row_key(frame: pd.DataFrame) -> list[str]:
@@ -175,9 +250,10 @@ MEAN_COLUMNS = [
 ]  # fmt: skip
 
 
-def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
+def aggregate(frame: pd.DataFrame, extra: Sequence[str] = ()) -> pd.DataFrame:
     """Mean over images per (dataset, split, method, param, value, rate_kind), and per seed,
-    phase, batch size, dtype and device where the table has them.
+    phase, batch size, dtype and device where the table has them; ``extra`` names more
+    metric columns to average (a user's metric).
 
     Every metric is averaged per image (PSNR too, which is CompressAI's protocol, rather than
     the PSNR of the mean MSE); exactly reconstructed images enter the PSNR mean at
@@ -189,7 +265,8 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
     if frame.empty:
         return frame.assign(n_images=pd.Series(dtype=int), image_set=pd.Series(dtype=str))
     group = GROUP_COLUMNS + [c for c in SPLIT_BY if c in frame and frame[c].notna().any()]
-    numeric = frame[MEAN_COLUMNS].apply(pd.to_numeric, errors="coerce")
+    means_of = MEAN_COLUMNS + [c for c in extra if c in frame and c not in MEAN_COLUMNS]
+    numeric = frame[means_of].apply(pd.to_numeric, errors="coerce")
     if "container_bytes" in frame:  # learned codecs: the whole stream, beside the payload
         pixels = pd.to_numeric(frame["height"]) * pd.to_numeric(frame["width"])
         numeric["container_bpp"] = pd.to_numeric(frame["container_bytes"]) * 8 / pixels

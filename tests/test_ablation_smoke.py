@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 
 import benchmarks
-from benchmarks.comparison import load_spec
 from benchmarks.results import read_results
+from benchmarks.studies.comparison import load_spec
 
 pytestmark = pytest.mark.slow
 

@@ -97,8 +97,10 @@ def test_damaged_messages_fail_cleanly(binarized_mnist_dir):
     coder_method = method()
     images = [it.pixels for it in load_items("binarized-mnist", split="test", limit=20,
                                               data_dir=binarized_mnist_dir.parent)]  # fmt: skip
-    data, _ = coder_method.encode(images)
-    assert all(np.array_equal(a, b) for a, b in zip(coder_method.decode(data), images, strict=True))
+    data = coder_method.encode(images[3])  # the one stream face: one image, one message
+    assert np.array_equal(coder_method.decode(data), images[3])
+    codings = coder_method.code(images)  # a task's images, as one message of chained images
+    assert all(np.array_equal(c.reconstruction, x) for c, x in zip(codings, images, strict=True))
     flipped = bytearray(data)
     flipped[len(data) // 2] ^= 0x10
     with pytest.raises(container.StreamError, match="CRC"):

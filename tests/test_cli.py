@@ -43,9 +43,9 @@ def test_codecs_end_to_end_then_report_combines_runs(monkeypatch, capsys, kodak_
 
 
 def test_interrupted_run_keeps_rows_and_resumes(monkeypatch, capsys, kodak3, tmp_path):
-    import benchmarks.evaluation as runner
+    import benchmarks.runs.codec_runs as runner
 
-    real = runner.evaluate
+    real = runner.run_tasks
 
     def interrupted(*args, **kwargs):
         for i, rows in enumerate(real(*args, **kwargs)):
@@ -56,14 +56,14 @@ def test_interrupted_run_keeps_rows_and_resumes(monkeypatch, capsys, kodak3, tmp
     out = tmp_path / "run"
     args = ["codecs", "--dataset", "kodak", "--data-dir", str(kodak3), "--limit", "3", "-c", "jpeg",
             "--quality", "30,60", "--workers", "1", "--out", str(out)]  # fmt: skip
-    monkeypatch.setattr(runner, "evaluate", interrupted)
+    monkeypatch.setattr(runner, "run_tasks", interrupted)
     code, _, err = run_cli(monkeypatch, capsys, *args)
     assert code == 130 and "interrupted" in err
     kept = pd.read_parquet(out / "results.parquet")
     assert len(kept) == 4  # two images x two qualities finished before the interrupt
     assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
 
-    monkeypatch.setattr(runner, "evaluate", real)
+    monkeypatch.setattr(runner, "run_tasks", real)
     code, _, err = run_cli(monkeypatch, capsys, *args)
     assert code == 0 and "resuming: 4 rows" in err
     final = pd.read_parquet(out / "results.parquet")

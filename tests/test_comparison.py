@@ -20,7 +20,10 @@ from typer.testing import CliRunner
 
 import benchmarks
 from benchmarks.cli import app
-from benchmarks.comparison import (
+from benchmarks.datasets import load_array
+from benchmarks.errors import BenchError
+from benchmarks.results import make_frame, write_results
+from benchmarks.studies.comparison import (
     check_expectations,
     comparison_table,
     draw_grids,
@@ -29,9 +32,6 @@ from benchmarks.comparison import (
     training_logs,
     write_comparison,
 )
-from benchmarks.datasets import load_array
-from benchmarks.errors import BenchError
-from benchmarks.results import make_frame, write_results
 from vlae_models.core import build
 from vlae_models.evaluate import evaluate
 from vlae_models.train import TrainConfig, train

@@ -46,7 +46,7 @@ def test_a_compressai_checkpoint_codes_real_bytes_beside_its_estimate(
     net = model_architectures["bmshj2018-hyperprior"].from_state_dict(state).eval()
     net.update(force=True)
     from benchmarks.datasets import load_items
-    from benchmarks.metrics import psnr
+    from benchmarks.metrics.image import psnr
 
     for item in load_items("kodak:crop=100", data_dir=kodak3, limit=2):
         x = torch.from_numpy(item.pixels).permute(2, 0, 1)[None].float() / 255

@@ -16,7 +16,7 @@ from baselines.codec import make_codec
 from baselines.method import plan
 from benchmarks.datasets import DatasetError, NamedImage, load_items
 from benchmarks.datasets.items import DatasetView, mosaic
-from benchmarks.evaluation import evaluate_items
+from benchmarks.evaluation.engine import evaluate_items
 from vlae_models import checkpoint, zoo
 from vlae_models.core import build
 from vlae_models.train import TrainConfig, train
@@ -30,7 +30,7 @@ def binary_test(binarized_mnist_dir: Path) -> list[NamedImage]:
 
 @pytest.fixture(scope="module")
 def tiny_checkpoints(binarized_mnist_dir: Path, tmp_path_factory) -> dict[str, Path]:
-    from benchmarks.model_runs import load_pixels
+    from benchmarks.runs.model_runs import load_pixels
 
     pixels = load_pixels("binarized-mnist", "train", binarized_mnist_dir.parent, limit=256)
     small = {"beta-vae": dict(latent_dim=4, width=16),
@@ -212,7 +212,7 @@ def test_every_zoo_file_is_listed_small_and_intact():
 
 
 def test_a_zoo_model_reproduces_its_committed_number(binarized_mnist_dir, tmp_path):
-    from benchmarks.model_runs import eval_to
+    from benchmarks.runs.model_runs import eval_to
 
     name = "beta-vae-binarized-mnist"
     reference = zoo.index()[name]["reference"]["test/500/elbo"]
@@ -228,7 +228,7 @@ def test_fp16_storage_of_the_zoo_vlae_keeps_its_numbers(binarized_mnist_dir):
     """The VLAE ships in half precision (17.8 MB in float32 is over the zoo's limit). Its
     −ELBO on 500 test images is within 0.01 nats of the float32 weights' (measured from the
     training checkpoint at export, results/zoo/checks/), and equal to the committed check."""
-    from benchmarks.model_runs import load_pixels
+    from benchmarks.runs.model_runs import load_pixels
     from vlae_models.evaluate import evaluate
 
     checks = zoo.zoo_dir() / "checks"

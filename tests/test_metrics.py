@@ -11,8 +11,9 @@ from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from baselines.codec import make_codec
-from benchmarks import metrics
+from benchmarks.analysis import bd
 from benchmarks.errors import BenchError
+from benchmarks.metrics import image as metrics
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +54,7 @@ def test_ssim_on_grayscale_matches_scikit_image(pair):
 def test_ssim_and_ms_ssim_equal_pytorch_msssim(pair):
     from pytorch_msssim import ms_ssim, ssim
 
-    from benchmarks.ssim import StructuralSimilarity, to_tensor
+    from benchmarks.metrics.ssim import StructuralSimilarity, to_tensor
 
     original, decoded = pair
     x, y = to_tensor(original), to_tensor(decoded)
@@ -100,10 +101,10 @@ def test_bd_rate_and_psnr_match_bjontegaard_package(method):
     expected_psnr = bjontegaard.bd_psnr(
         RATE_A, PSNR_A, RATE_B, PSNR_B, method=theirs, min_overlap=0
     )
-    assert metrics.bd_rate(RATE_A, PSNR_A, RATE_B, PSNR_B, method) == pytest.approx(
+    assert bd.bd_rate(RATE_A, PSNR_A, RATE_B, PSNR_B, method) == pytest.approx(
         expected_rate, abs=1e-6
     )
-    assert metrics.bd_psnr(RATE_A, PSNR_A, RATE_B, PSNR_B, method) == pytest.approx(
+    assert bd.bd_psnr(RATE_A, PSNR_A, RATE_B, PSNR_B, method) == pytest.approx(
         expected_psnr, abs=1e-6
     )
 
@@ -113,12 +114,12 @@ def test_bd_rate_hand_worked_example():
     # rate it is better by the anchor's PSNR gain over one halving, a linear 3 dB here.
     rate = np.array([0.25, 0.5, 1.0, 2.0])
     quality = 30 + 3 * np.log2(rate)
-    assert metrics.bd_rate(rate, quality, rate / 2, quality) == pytest.approx(-50.0)
-    assert metrics.bd_psnr(rate, quality, rate / 2, quality) == pytest.approx(3.0)
+    assert bd.bd_rate(rate, quality, rate / 2, quality) == pytest.approx(-50.0)
+    assert bd.bd_psnr(rate, quality, rate / 2, quality) == pytest.approx(3.0)
 
 
 def test_bd_errors():
     with pytest.raises(BenchError, match="do not overlap"):
-        metrics.bd_rate(RATE_A, PSNR_A, RATE_A * 10, PSNR_A + 20)
+        bd.bd_rate(RATE_A, PSNR_A, RATE_A * 10, PSNR_A + 20)
     with pytest.raises(BenchError, match="infinite PSNR|finite"):
-        metrics.bd_rate(RATE_A, np.r_[PSNR_A[:3], np.inf], RATE_B, PSNR_B)
+        bd.bd_rate(RATE_A, np.r_[PSNR_A[:3], np.inf], RATE_B, PSNR_B)

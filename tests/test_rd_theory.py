@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from conftest import run_cli
 
-from benchmarks import rd_experiments as rde
-from benchmarks import rd_theory as rd
+from benchmarks.analysis import rd_bounds as rd
 from benchmarks.errors import BenchError
+from benchmarks.studies import rd_experiments as rde
 
 
 def test_reverse_water_filling():
@@ -111,7 +111,7 @@ def test_the_spec_runs_experiment_arms_and_draws_their_bounds(tmp_path, monkeypa
     ],
 )
 def test_experiment_arms_are_validated(tmp_path, arm, message):
-    from benchmarks.spec import load_spec
+    from benchmarks.runs.spec import load_spec
 
     path = tmp_path / "spec.toml"
     path.write_text(f'[spec]\nname = "x"\n[data]\ndatasets = ["synthetic"]\n'

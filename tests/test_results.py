@@ -10,9 +10,9 @@ import pytest
 
 from baselines.method import MethodError, Setting, parse_values, plan
 from benchmarks.errors import BenchError
-from benchmarks.evaluation import evaluate
-from benchmarks.plots import MARKER_PT, min_marker_gap, rd_figure
+from benchmarks.evaluation.engine import run_tasks
 from benchmarks.report import render_report
+from benchmarks.report.plots import MARKER_PT, min_marker_gap, rd_figure
 from benchmarks.results import COLUMNS, aggregate, make_frame, read_results, write_results
 
 
@@ -25,7 +25,7 @@ def frame(kodak_dir) -> pd.DataFrame:
     settings += [Setting("webp", "webp", "quality", q) for q in (10, 50, 90)]
     settings += [Setting("png", "png", "level", 6)]
     common = {"dataset": "kodak", "run_id": "test"}
-    rows = [r for batch in evaluate(images, settings, common=common, workers=1, progress=False)
+    rows = [r for batch in run_tasks(images, settings, common=common, workers=1, progress=False)
             for r in batch]  # fmt: skip
     return make_frame(rows)
 

@@ -16,7 +16,7 @@ from conftest import assert_one_line_error, run_cli
 
 from benchmarks.errors import BenchError
 from benchmarks.results import read_results
-from benchmarks.runs import Job, RunStore, job_id
+from benchmarks.runs.store import Job, RunStore, job_id
 
 
 def codecs_args(data: Path, out: Path, *more: str) -> list[str]:

@@ -9,7 +9,7 @@ import pytest
 
 import benchmarks
 from benchmarks.errors import BenchError
-from benchmarks.spec import expand, load_spec
+from benchmarks.runs.spec import expand, load_spec
 
 SHIPPED = Path(benchmarks.__file__).parent / "specs" / "vlae_mnist.toml"
 GRID = """
@@ -51,7 +51,7 @@ def test_the_shipped_spec_expands_to_its_arms_seeds_and_datasets():
     assert large.passes["iwae"]["limit"] == 200 and large.passes["iwae"]["iw_samples"] == 1000
     assert large.passes["elbo"] == {
         "kind": "likelihood", "dataset": "binarized-mnist", "split": "test", "limit": None,
-        "iw_samples": 0, "batch_size": 256, "rate_kinds": None,
+        "iw_samples": 0, "batch_size": 256, "rate_kinds": None, "metrics": None,
     }  # fmt: skip
     assert large.train_split == "train" and large.model_config["pixelcnn_kernel"] == 7
     # ids are a function of the resolved config: stable across loads, changed by the budget
@@ -127,7 +127,7 @@ dataset = "kodak"
         (
             lambda s: s.replace('model = "beta-vae"', 'model = "beta-vea"'),
             "beta-vea",
-            "unknown model 'beta-vea'",
+            "arms.0.model: unknown model 'beta-vea'",
         ),
         (
             lambda s: s + "[profiles.smoke.arms.bvea]\ntrain = { steps = 2 }\n",
@@ -147,7 +147,7 @@ dataset = "kodak"
         (
             lambda s: s.replace("[[arms]]", '[[arms]]\nname = "x"\ncodec = "jpg"\n[[arms]]'),
             'codec = "jpg"',
-            "arms.0.codec: unknown codec 'jpg'",
+            "arms.0.codec: unknown method 'jpg'",
         ),
     ],
 )

@@ -24,7 +24,7 @@ ARCH = "bmshj2018-factorized"
 
 
 def _train(out: Path, root: Path, steps: int) -> Path:
-    from benchmarks.model_runs import train_config, train_to
+    from benchmarks.runs.model_runs import train_config, train_to
 
     sets = [
         "N=16",
@@ -126,7 +126,7 @@ def _round_trip_matches_the_table(monkeypatch, capsys, tmp_path, spec, dataset, 
     """Run `codecs`; then encode and decode every item anew: the decoded image must be the one
     the table scored (same metric), and encoding must be deterministic."""
     from benchmarks.datasets import load_items
-    from benchmarks.metrics import ImageMetrics
+    from benchmarks.metrics import DEFAULT, Scorer
 
     out = tmp_path / "run"
     args = ["codecs", "--dataset", dataset, "--data-dir", str(data_dir), "--limit", "2",
@@ -142,7 +142,7 @@ def _round_trip_matches_the_table(monkeypatch, capsys, tmp_path, spec, dataset, 
         assert len(data) == table.loc[item.name, "container_bytes"]
         decoded = method.decode(data)
         assert decoded.dtype == np.uint8 and decoded.shape == item.pixels.shape
-        scored = ImageMetrics(item.pixels, item.binary)(decoded)
+        scored = Scorer(DEFAULT, item.pixels, item.binary)(decoded)
         key = "bit_error_rate" if item.binary else "psnr"
         assert table.loc[item.name, key] == pytest.approx(scored[key], rel=1e-12)
     return table
@@ -338,7 +338,7 @@ def test_classical_codecs_refuse_corrupt_streams_in_one_line(spec, kodak2):
     """Found by the fuzzer: Pillow's and the compressors' own exceptions (OSError,
     RuntimeError, zlib and LZMA errors) used to escape as tracebacks."""
     from baselines.method import METHODS
-    from benchmarks.robustness import fuzz_spec
+    from benchmarks.evaluation.fuzz import fuzz_spec
 
     if METHODS[spec.split("=")[0]].unavailable_reason():
         pytest.skip(f"{spec} is unavailable here")

@@ -17,16 +17,11 @@ from conftest import run_cli
 
 import benchmarks
 from benchmarks.results import read_results
-from benchmarks.spec import expand, load_spec
-from benchmarks.sweep import (
-    SubmititJob,
-    collect,
-    executor_for,
-    job_state,
-    read_job,
-    run_job,
-    run_sweep,
-)
+from benchmarks.runs.job import job_state, read_job, run_job
+from benchmarks.runs.launchers import SubmititJob, executor_for
+from benchmarks.runs.runtime import Runtime
+from benchmarks.runs.spec import expand, load_spec
+from benchmarks.runs.sweep import collect, run_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 SPECS = Path(benchmarks.__file__).parent / "specs"
@@ -161,7 +156,8 @@ def test_two_sweeps_over_one_folder_share_the_jobs(tmp_path, binarized_mnist_dir
     while job_state(out, jobs[0]) != "running" and time.monotonic() < deadline:
         time.sleep(0.05)
     lines: list[str] = []
-    summary = run_sweep(jobs, out, data_dir=binarized_mnist_dir.parent, echo=lines.append)
+    runtime = Runtime(data_dir=binarized_mnist_dir.parent)
+    summary = run_sweep(jobs, out, runtime=runtime, echo=lines.append)
     stdout, stderr = first.communicate(timeout=300)
     assert first.returncode == 0, stderr[-2000:]
     assert not summary.failed and "1 run by another process" in lines[0]
@@ -218,7 +214,7 @@ def test_submitit_local_executor_runs_jobs_and_requeues_a_preempted_one(
     assert not summary.failed and (out / ".submitit").is_dir()
 
     executor = executor_for(out.resolve(), 1, {"cluster": "local"})
-    submitted = executor.submit(SubmititJob(jobs[0], out.resolve(), None, "cpu", 1))
+    submitted = executor.submit(SubmititJob(jobs[0], out.resolve()))
     folder = out / jobs[0].folder
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -264,7 +260,7 @@ def test_a_compiled_sweep_gives_the_eager_numbers(tmp_path, binarized_mnist_dir,
     extra = "\n[eval.passes.iwae]\niw_samples = 16\nlimit = 32\n"
     (job, *_) = expand(load_spec(_spec(tmp_path, 20, extra)))
     for name, compile in (("eager", False), ("compiled", True)):
-        assert run_job(job, tmp_path / name, compile=compile) == "complete"
+        assert run_job(job, tmp_path / name, Runtime(compile=compile)) == "complete"
     eager, compiled = (
         read_results([tmp_path / n / job.folder / "iwae"]) for n in ("eager", "compiled")
     )

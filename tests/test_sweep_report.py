@@ -14,12 +14,13 @@ import pytest
 from conftest import run_cli
 
 import benchmarks
-from benchmarks.beta_report import beta_points, chapter_bars, rd_plane_figure
-from benchmarks.plots import pareto_front
-from benchmarks.report import latex_document
+from benchmarks.report.beta import beta_points, chapter_bars, rd_plane_figure
+from benchmarks.report.format import latex_document
+from benchmarks.report.plots import pareto_front
 from benchmarks.results import ALL_IMAGES, aggregate, read_results
-from benchmarks.spec import expand, load_spec
-from benchmarks.sweep import finish_sweep, run_sweep
+from benchmarks.runs.runtime import Runtime
+from benchmarks.runs.spec import expand, load_spec
+from benchmarks.runs.sweep import finish_sweep, run_sweep
 
 SPEC = """
 [spec]
@@ -64,9 +65,8 @@ def swept(tmp_path_factory, binarized_mnist_dir) -> tuple[Path, pd.DataFrame, li
     path.write_text(SPEC)
     spec = load_spec(path)
     jobs, out = expand(spec), root / "out"
-    summary = run_sweep(
-        jobs, out, workers=2, data_dir=binarized_mnist_dir.parent, echo=lambda _: None
-    )
+    runtime = Runtime(data_dir=binarized_mnist_dir.parent)
+    summary = run_sweep(jobs, out, workers=2, runtime=runtime, echo=lambda _: None)
     assert not summary.failed, summary.errors
     table, files = finish_sweep(spec, jobs, out)
     return out, table, files

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 import torch
 
-from benchmarks import throughput
-from benchmarks.throughput import _EntropyClock, resolve_target, time_calls
+from benchmarks.speed import throughput
+from benchmarks.speed.throughput import _EntropyClock, resolve_target, time_calls
 from tests.conftest import run_cli
 
 

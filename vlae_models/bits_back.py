@@ -326,25 +326,24 @@ class HVAECoder(BitsBackCoder):
         return c.levels * c.z_channels * (c.image_size // 4) ** 2
 
     def _walk(self, n: int, x: Tensor | None, next_symbols) -> tuple[Tensor, list]:
-        """The top-down pass with z_l from ``next_symbols(level, prior, posterior)`` (in u
-        units; posterior None when x is None); returns the final state h and the symbols."""
-        model = self.model
-        feats = model.encode(x) if x is not None else [None] * len(model.levels)
-        h = model.h_top.expand(n, -1, -1, -1)
+        """The model's top-down pass with z_l from ``next_symbols(level, posterior)`` (in u
+        units; the posterior None when x is None); returns the final state h and the
+        symbols."""
         symbols = []
-        for i, (level, bottom_up) in enumerate(zip(model.levels, feats, strict=True)):
-            (p_mean, p_std), post, h = level.heads(h, bottom_up)
-            shape = p_mean.shape
-            p_mean, p_std = _np(p_mean.flatten(1)), _np(p_std.flatten(1))
+
+        def z_of_symbols(i: int, prior, post) -> Tensor:
+            shape = prior[0].shape
+            p_mean, p_std = _np(prior[0].flatten(1)), _np(prior[1].flatten(1))
             q = None
             if post is not None:
                 q_mean, q_std = _np(post[0].flatten(1)), _np(post[1].flatten(1))
                 q = ((q_mean - p_mean) / p_std, q_std / p_std)
             s = next_symbols(i, q)
-            z = p_mean + p_std * self.grid.value(s)
-            h = level.advance(h, _tensor(z, h).view(shape))
             symbols.append(s)
-        return h, symbols
+            return _tensor(p_mean + p_std * self.grid.value(s), prior[0]).view(shape)
+
+        feats = self.model.encode(x) if x is not None else None
+        return self.model.top_down(n, z_of_symbols, feats), symbols
 
     def pop_posterior(self, lanes, active, x):
         _, symbols = self._walk(

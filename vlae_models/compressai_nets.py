@@ -67,6 +67,7 @@ class CompressAINet(LatentModel):
     architecture: str
     rate_kind = "estimate"
     has_continuous_latents = False
+    is_compressai = True  # a codec of its own (baselines.learned), not a model method
 
     def __init__(self, config: CompressAIConfig) -> None:
         super().__init__()
@@ -123,7 +124,7 @@ for _architecture in SIZES:
 
 
 def is_compressai(model: LatentModel) -> bool:
-    return isinstance(model, CompressAINet)
+    return getattr(model, "is_compressai", False)
 
 
 def export_compressai(checkpoint_path: Path | str, out: Path | str, weights: str = "ema") -> Path:

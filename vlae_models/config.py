@@ -11,13 +11,14 @@ strict check applies to it and to typed TOML values; an error names the key.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import ConfigDict, ValidationError
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass as _pydantic_dataclass
 
-from vlae_models.core import ModelError
+from vlae_models.errors import ModelError
 
 T = TypeVar("T")
 STRICT = ConfigDict(strict=True, extra="forbid")
@@ -36,6 +37,66 @@ class ModelConfig:
     image_size: int = 28
     likelihood: str = "bernoulli"  # bernoulli, logistic, logistic-mixture or gaussian
     n_mix: int = 5  # components, for likelihood="logistic-mixture"
+
+
+Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Count = Annotated[int, Field(ge=1)]
+
+
+@config_dataclass
+class TrainConfig:
+    """Every setting of a training run; stored in each checkpoint. Each field's type and
+    range is checked when the config is built, so ``--set``, specs and scripts get the same
+    one-line error (``lr``: a finite number > 0, ``beta`` >= 0, ...)."""
+
+    optimizer: Literal["adam", "adamax", "adamw"] = "adamax"
+    lr: Positive = 2e-3
+    weight_decay: NonNegative = 0.0
+    batch_size: Count = 128
+    crop: Count | None = None  # random crop side per example and step (natural-image training)
+    steps: Count | None = None  # set exactly one of steps / epochs
+    epochs: Positive | None = None
+    beta: NonNegative = 1.0
+    warmup_steps: Annotated[int, Field(ge=0)] = 0  # KL warm-up: beta ramps from 0 over this
+    free_bits: NonNegative | None = None  # nats floor on the batch-mean rate; None = model's
+    free_bits_mode: Literal["total", "level"] = "total"  # "level": per level of an HVAE
+    capacity_gamma: NonNegative = 0.0  # > 0 switches to Burgess et al.'s gamma * |KL - C|
+    capacity_max: NonNegative = 25.0  # nats
+    capacity_steps: Annotated[int, Field(ge=0)] = 10_000
+    grad_clip: Positive | None = None  # max global gradient norm; None = no clipping
+    skip_grad_norm: Positive | None = None  # skip updates whose gradient norm is above this
+    ema_decay: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.998  # Polyak/EMA weights; 0 = off
+    max_consecutive_skips: Annotated[int, Field(ge=0)] = 10
+    seed: int = 0
+    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
+    bf16: bool = False  # bfloat16 autocast on CUDA (likelihoods and quantisers stay fp32)
+    checkpoint_every: Count = 1000
+    log_every: Count = 50
+    eval_every: Annotated[int, Field(ge=0)] = 0  # evaluate every N steps (0: only at the end)
+    progress: bool = True  # tqdm progress bar
+
+
+def validate(config: TrainConfig) -> None:
+    """What no single field can say: exactly one of steps and epochs is set."""
+    if (config.steps is None) == (config.epochs is None):
+        raise ModelError("set exactly one of steps and epochs")
+
+
+def check_value(cls: type, key: str, value: Any) -> str | None:
+    """Why field ``key`` of the config dataclass ``cls`` refuses ``value``, or None."""
+    try:
+        _field_adapter(cls, key).validate_python(value)
+    except ValidationError as err:
+        return f"{err.errors()[0]['msg']}, got {value!r}"
+    return None
+
+
+@functools.cache
+def _field_adapter(cls: type, key: str) -> TypeAdapter:
+    info = cls.__pydantic_fields__[key]
+    kind = Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation
+    return TypeAdapter(kind, config=ConfigDict(strict=True))
 
 
 def make_config(cls: type[T], values: Mapping[str, Any], where: str) -> T:

@@ -13,6 +13,7 @@ Inputs are float tensors of shape (B, C, H, W): values in {0, 1} for binary data
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,15 +22,13 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from vlae_models.registry import Registry
+from vlae_models.config import make_config
+from vlae_models.errors import ModelError
+from vlae_models.registry import PluginError, Registry, import_submodules
 
 # Decoder rows per vectorised IWAE call. Small chunks stay in cache: on a CPU, 256 rows ran
 # 3-6x faster than 8192 for every model here (measured side by side on the trained models).
 IW_ROWS = 256
-
-
-class ModelError(Exception):
-    """Bad model input, config or checkpoint: the CLI prints it as one line."""
 
 
 @dataclass
@@ -55,6 +54,9 @@ class LatentModel(nn.Module):
     """
 
     config: Any
+    config_class: ClassVar[type]  # what ``config`` is; set by ``register_model``
+    description: ClassVar[str]
+    registry_name: ClassVar[str]
     likelihood: Any  # a vlae_models.likelihoods.Likelihood
     rate_kind: ClassVar[str] = "kl"
     has_continuous_latents: ClassVar[bool] = True
@@ -132,6 +134,32 @@ class LatentModel(nn.Module):
         return (total - math.log(k)).float()
 
 
+def check_output(out: Any, model: LatentModel, batch: int, finite: bool = True) -> ModelOutput:
+    """``out`` if it is what ``forward`` must return: a :class:`ModelOutput` whose
+    ``distortion`` and ``rate`` are per-example tensors of shape (batch,), finite when
+    ``finite``; otherwise one :class:`ModelError` naming the model and where it comes from.
+    The training loop checks the shapes at every step and the values at its first; every
+    evaluation checks both: a user's model cannot turn into a silently wrong number."""
+    name = getattr(model, "registry_name", type(model).__name__)
+    where = MODELS.origin(name).label if name in MODELS else "unregistered"
+    if not isinstance(out, ModelOutput):
+        raise ModelError(f"model '{name}' ({where}): forward returned {type(out).__name__}, "
+                         "not a ModelOutput(distortion, rate)")  # fmt: skip
+    for field_name in ("distortion", "rate"):
+        value = getattr(out, field_name)
+        shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+        if shape != (batch,):
+            raise ModelError(
+                f"model '{name}' ({where}): forward's {field_name} must be per example, shape "
+                f"({batch},), got {shape}"
+            )
+        if finite and not bool(torch.isfinite(value).all()):
+            raise ModelError(f"model '{name}' ({where}): forward's {field_name} is not finite "
+                             f"(NaN or inf) for {int((~torch.isfinite(value)).sum())} of "
+                             f"{batch} examples")  # fmt: skip
+    return out
+
+
 def compile_networks(model: LatentModel) -> list[str]:
     """``torch.compile`` the model's :meth:`~LatentModel.compile_targets` in place (their
     state-dict keys are kept) and return their class names; a model with none is unchanged.
@@ -156,24 +184,60 @@ class RegistryEntry:
     description: str
 
 
-MODELS: Registry[RegistryEntry] = Registry("model", "vlae_models", ModelError)
+def _adopt(name: str, cls: Any) -> RegistryEntry:
+    """A model class as a registry entry: a :class:`LatentModel` with a ``config_class``
+    (a config dataclass, :func:`vlae_models.config.config_dataclass`) and the methods the
+    training loop and the evaluation call."""
+    if not (isinstance(cls, type) and issubclass(cls, LatentModel)):
+        raise PluginError(f"model '{name}': {cls!r} is not a subclass of LatentModel")
+    config_cls = getattr(cls, "config_class", None)
+    if not (isinstance(config_cls, type) and dataclasses.is_dataclass(config_cls)):
+        raise PluginError(
+            f"model '{name}': {cls.__name__} has no config_class (a config dataclass "
+            "with its fields and defaults)"
+        )
+    missing = [m for m, base in REQUIRED_METHODS.items() if getattr(cls, m, None) is base]
+    if missing:
+        raise PluginError(f"model '{name}': {cls.__name__} does not define {', '.join(missing)}")
+    description = getattr(cls, "description", None) or (cls.__doc__ or cls.__name__).strip()
+    cls.registry_name = name
+    return RegistryEntry(name, config_cls, cls, description.splitlines()[0])
 
 
-def register(name: str, config_cls: type, description: str) -> Callable[[type], type]:
-    """Class decorator: make ``name`` build ``model_cls(config_cls(...))``."""
+REQUIRED_METHODS = {
+    "forward": nn.Module.forward,
+    "reconstruct": LatentModel.reconstruct,
+    "sample": LatentModel.sample,
+}
+MODELS: Registry[RegistryEntry] = Registry(
+    "model", ModelError, builtins=lambda: import_submodules("vlae_models"),
+    group="vlae_bench.models", adopt=_adopt, owner=__name__,
+)  # fmt: skip
+
+
+def register_model(
+    name: str, config_class: type | None = None, description: str | None = None
+) -> Callable[[type], type]:
+    """Class decorator: register a :class:`LatentModel` under ``name``, built from
+    ``config_class`` (or the class's own ``config_class`` attribute). Outside code uses it
+    too (``--plugin``, a script); installed packages use the ``vlae_bench.models`` entry
+    point group instead."""
 
     def wrap(model_cls: type[LatentModel]) -> type[LatentModel]:
-        MODELS.add(name)(RegistryEntry(name, config_cls, model_cls, description))
-        model_cls.registry_name = name
-        return model_cls
+        if config_class is not None:
+            model_cls.config_class = config_class
+        if description is not None:
+            model_cls.description = description
+        return MODELS.add(name)(model_cls)
 
     return wrap
 
 
+register = register_model  # the name the built-in model modules use
+
+
 def build(name: str, **overrides: Any) -> LatentModel:
     """Build a registered model from its default config with ``overrides`` applied."""
-    from vlae_models.config import make_config
-
     entry = get_entry(name)
     return entry.model_cls(make_config(entry.config_cls, overrides, f"model '{name}' config"))
 

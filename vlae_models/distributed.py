@@ -40,7 +40,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from vlae_models.core import ModelError
+from vlae_models.errors import ModelError
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from vlae_models.distributed import standard_normal_like
+
 LOG_2PI = math.log(2.0 * math.pi)
 MIN_STD = 1e-4
 _SOFTPLUS_INV_ONE = math.log(math.e - 1.0)  # softplus(_SOFTPLUS_INV_ONE) == 1
@@ -58,6 +60,4 @@ def kl_std_normal(mean: Tensor, std: Tensor) -> Tensor:
 def rsample(mean: Tensor, std: Tensor) -> Tensor:
     """Reparameterised sample mean + std * eps (Kingma & Welling 2014). In a data-parallel
     step eps is this rank's rows of the global batch's noise (:mod:`vlae_models.distributed`)."""
-    from vlae_models.distributed import standard_normal_like
-
     return mean + std * standard_normal_like(std)

@@ -20,7 +20,7 @@ What is measured (all per image, averaged over the split):
   the code histogram over the whole split (not per batch, which depends on batch size).
 * Reconstruction quality is not measured here: a checkpoint run as a method
   (``vlae-bench codecs -c model:CKPT``, :mod:`baselines.models`) gives one row per image with
-  PSNR, SSIM or the bit error rate from :mod:`benchmarks.metrics`, like every codec.
+  PSNR, SSIM or the bit error rate from :mod:`benchmarks.metrics.image`, like every codec.
 
 Row layout (one row per split and rate kind, so result aggregation never mixes estimators):
 
@@ -51,7 +51,14 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from vlae_models.core import IW_ROWS, LatentModel, ModelError, as_nchw, compile_networks
+from vlae_models.core import (
+    IW_ROWS,
+    LatentModel,
+    ModelError,
+    as_nchw,
+    check_output,
+    compile_networks,
+)
 from vlae_models.files import atomic_write
 
 LN2 = math.log(2.0)
@@ -203,7 +210,7 @@ def _pass(
     for start in range(0, n, batch_size):
         raw = pixels[start : start + batch_size].to(device)
         x = model.prepare(raw)
-        out = model(x)
+        out = check_output(model(x), model, len(x))
         sums["rate"] += float(out.rate.double().sum())
         sums["distortion"] += float(out.distortion.double().sum())
         if "kl_levels" in out.extras:

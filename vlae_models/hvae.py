@@ -17,6 +17,7 @@ its learned prior first), level L-1 is the one closest to the data.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -33,6 +34,9 @@ from vlae_models.distributions import (
 from vlae_models.entropy import channel_steps, gaussian_coder, unpack_steps
 from vlae_models.layers.resblocks import Bottleneck, ResBlock, check_image_shape, down_stem, up_stem
 from vlae_models.likelihoods import likelihood_from_config
+
+Gaussian = tuple[Tensor, Tensor]  # (mean, std)
+ChooseZ = Callable[[int, Gaussian, Gaussian | None], Tensor]
 
 
 @config_dataclass
@@ -104,30 +108,44 @@ class HVAE(LatentModel):
             feats.append(h)
         return feats[::-1]
 
-    def _top_down(self, feats: list[Tensor], mode: str, k: int = 1):
-        """Run the levels; ``mode`` is "sample" (z ~ q) or "mean" (z = mean of q).
+    def top_down(
+        self, n: int, choose: ChooseZ, feats: list[Tensor] | None = None, k: int = 1
+    ) -> Tensor:
+        """The one top-down pass: level by level in generation order, the level's prior and
+        (given bottom-up ``feats``) posterior, then z = ``choose(level index, prior,
+        posterior)`` (each a (mean, std) pair; the posterior None without ``feats``), and
+        the state advanced by z. Returns the final state, which the decoder reads.
 
         With ``k`` > 1 every image gets k independent samples (rows image-major, as
         ``repeat_interleave``); the level-0 heads depend on x alone, so they run once per
-        image and are then repeated. Returns the final state h and per level
-        (z, prior, posterior).
-        """
-        h = self.h_top.expand(feats[0].shape[0], -1, -1, -1)
-        trace = []
-        for i, (level, bu) in enumerate(zip(self.levels, feats, strict=True)):
-            if i > 0 and k > 1:
-                bu = bu.repeat_interleave(k, dim=0)
-            prior, post, h = level.heads(h, bu)
+        image and are then repeated."""
+        feats = feats if feats is not None else [None] * len(self.levels)
+        h = self.h_top.expand(n, -1, -1, -1)
+        for i, (level, bottom_up) in enumerate(zip(self.levels, feats, strict=True)):
+            if i > 0 and k > 1 and bottom_up is not None:
+                bottom_up = bottom_up.repeat_interleave(k, dim=0)
+            prior, post, h = level.heads(h, bottom_up)
             if i == 0 and k > 1:
-                prior, post = _repeat(prior, k), _repeat(post, k)
-                h = h.repeat_interleave(k, dim=0)
+                prior, h = _repeat(prior, k), h.repeat_interleave(k, dim=0)
+                post = _repeat(post, k) if post is not None else None
+            h = level.advance(h, choose(i, prior, post))
+        return h
+
+    def _trace(self, x: Tensor, mode: str, k: int = 1) -> tuple[Tensor, list]:
+        """The top-down pass on x with z ~ q (``mode="sample"``) or z = the mean of q;
+        returns the final state and per level (z, prior, posterior)."""
+        trace = []
+
+        def posterior_z(i: int, prior: Gaussian, post: Gaussian | None) -> Tensor:
+            assert post is not None
             z = rsample(*post) if mode == "sample" else post[0]
-            h = level.advance(h, z)
             trace.append((z, prior, post))
-        return h, trace
+            return z
+
+        return self.top_down(x.shape[0], posterior_z, self.encode(x), k), trace
 
     def forward(self, x: Tensor) -> ModelOutput:
-        h, trace = self._top_down(self.encode(x), "sample")
+        h, trace = self._trace(x, "sample")
         distortion = -self.likelihood.log_prob(self.decoder(h), x)
         kl = torch.stack(
             [kl_diag_gaussians(*post, *prior).flatten(1).sum(1) for _, prior, post in trace], dim=1
@@ -136,16 +154,12 @@ class HVAE(LatentModel):
 
     @torch.no_grad()
     def reconstruct(self, x: Tensor) -> Tensor:
-        h, _ = self._top_down(self.encode(x), "mean")
+        h, _ = self._trace(x, "mean")
         return self.likelihood.mean(self.decoder(h))
 
     @torch.no_grad()
     def sample(self, n: int, mode: str = "mean") -> Tensor:
-        h = self.h_top.expand(n, -1, -1, -1)
-        for level in self.levels:
-            prior, _, h = level.heads(h, None)
-            h = level.advance(h, rsample(*prior))
-        params = self.decoder(h)
+        params = self.decoder(self.top_down(n, lambda i, prior, post: rsample(*prior)))
         return self.likelihood.mean(params) if mode == "mean" else self.likelihood.sample(params)
 
     @torch.no_grad()
@@ -154,15 +168,17 @@ class HVAE(LatentModel):
         *decoded* levels above, is quantized with per-channel steps (sqrt(12) times the mean
         posterior std, sent as 4-bit codes) and coded under that level's Gaussian prior, which
         the decoder computes from the same decoded levels (:mod:`vlae_models.entropy`)."""
-        coder, feats = gaussian_coder(), self.encode(x)
-        h, steps, strings = self.h_top.expand(x.shape[0], -1, -1, -1), [], []
-        for level, bottom_up in zip(self.levels, feats, strict=True):
-            prior, post, h = level.heads(h, bottom_up)
+        coder, steps, strings = gaussian_coder(), [], []
+
+        def coded_z(i: int, prior: Gaussian, post: Gaussian | None) -> Tensor:
+            assert post is not None
             step_bytes, step = channel_steps(post[1])
             string, z_hat = coder.compress(post[0], *prior, step.to(x.device))
             steps.append(step_bytes)
             strings.append(string)
-            h = level.advance(h, z_hat)
+            return z_hat
+
+        self.top_down(x.shape[0], coded_z, self.encode(x))
         return {"strings": [b"".join(steps), *strings], "shape": [x.shape[0], len(strings)]}
 
     @torch.no_grad()
@@ -175,16 +191,17 @@ class HVAE(LatentModel):
         ):  # fmt: skip
             raise ModelError(f"hvae stream does not fit: {len(strings)} strings, shape {shape}")
         device = self.h_top.device
-        h = self.h_top.expand(shape[0], -1, -1, -1)
-        for i, level in enumerate(self.levels):
-            prior, _, h = level.heads(h, None)
+
+        def decoded_z(i: int, prior: Gaussian, post: Gaussian | None) -> Tensor:
             chunk = strings[0][i * step_len : (i + 1) * step_len]
             step = unpack_steps(chunk, zc).view(-1, 1, 1).to(device)
-            h = level.advance(h, gaussian_coder().decompress(strings[i + 1], *prior, step))
+            return gaussian_coder().decompress(strings[i + 1], *prior, step)
+
+        h = self.top_down(shape[0], decoded_z)
         return {"x_hat": self.likelihood.mean(self.decoder(h))}
 
     def posterior_moments(self, x: Tensor) -> list[tuple[Tensor, Tensor]]:
-        _, trace = self._top_down(self.encode(x), "mean")
+        _, trace = self._trace(x, "mean")
         return [(post[0].flatten(1), post[1].flatten(1)) for _, _, post in trace]
 
     def compile_targets(self) -> list[nn.Module]:
@@ -193,7 +210,7 @@ class HVAE(LatentModel):
     def log_importance_weights(self, x: Tensor, k: int) -> Tensor:
         """Bottom-up once per image, then k top-down samples per image in one batch."""
         b = x.shape[0]
-        h, trace = self._top_down(self.encode(x), "sample", k=k)
+        h, trace = self._trace(x, "sample", k=k)
         log_w = self.likelihood.log_prob(self.decoder(h), x.repeat_interleave(k, dim=0))
         for z, prior, post in trace:
             log_w = log_w + (gaussian_log_prob(z, *prior) - gaussian_log_prob(z, *post)).flatten(

@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vlae_models.core import ModelError
+from vlae_models.errors import ModelError
 
 LIKELIHOODS = ("bernoulli", "logistic", "logistic-mixture", "gaussian")
 _MIN_LOG_SCALE = -7.0  # as PixelCNN++

@@ -45,76 +45,19 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from vlae_models import checkpoint
-from vlae_models.config import config_dataclass
-from vlae_models.core import LatentModel, ModelError, ModelOutput, as_nchw, build
+from vlae_models.config import TrainConfig, validate
+from vlae_models.core import LatentModel, ModelError, ModelOutput, as_nchw, build, check_output
 from vlae_models.distributed import SINGLE, Group, join, noise_shard, rank_device
 from vlae_models.files import atomic_write
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
 LOG_NAME = "train_log.jsonl"
-OPTIMIZERS = ("adam", "adamax", "adamw")
 # Settings that may change between an interrupted run and its resumption.
 _RESUMABLE_CHANGES = {"steps", "epochs", "checkpoint_every", "log_every", "eval_every", "progress"}
 
 
 class TrainingDivergedError(ModelError):
     """Too many consecutive steps had a non-finite loss or gradient."""
-
-
-@config_dataclass
-class TrainConfig:
-    """Every setting of a training run; stored in each checkpoint."""
-
-    optimizer: str = "adamax"  # "adam", "adamax" or "adamw"
-    lr: float = 2e-3
-    weight_decay: float = 0.0
-    batch_size: int = 128
-    crop: int | None = None  # random crop side per example and step (natural-image training)
-    steps: int | None = None  # set exactly one of steps / epochs
-    epochs: float | None = None
-    beta: float = 1.0
-    warmup_steps: int = 0  # KL warm-up: beta ramps from 0 over this many steps
-    free_bits: float | None = None  # nats floor on the batch-mean rate; None = model's default
-    free_bits_mode: str = "total"  # "total" or "level" (per level of a hierarchical VAE)
-    capacity_gamma: float = 0.0  # > 0 switches to Burgess et al.'s gamma * |KL - C|
-    capacity_max: float = 25.0  # nats
-    capacity_steps: int = 10_000
-    grad_clip: float | None = None  # max global gradient norm; None = no clipping
-    skip_grad_norm: float | None = None  # skip updates whose gradient norm is above this
-    ema_decay: float = 0.998  # Polyak/EMA weights for evaluation; 0 = off
-    max_consecutive_skips: int = 10
-    seed: int = 0
-    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
-    bf16: bool = False  # bfloat16 autocast on CUDA (likelihoods and quantisers stay fp32)
-    checkpoint_every: int = 1000
-    log_every: int = 50
-    eval_every: int = 0  # evaluate on eval_data every N steps (0: only at the end)
-    progress: bool = True  # tqdm progress bar
-
-
-def validate(config: TrainConfig) -> None:
-    if config.optimizer not in OPTIMIZERS:
-        raise ModelError(f"optimizer must be one of {OPTIMIZERS}, got '{config.optimizer}'")
-    if (config.steps is None) == (config.epochs is None):
-        raise ModelError("set exactly one of steps and epochs")
-    if config.steps is not None and config.steps < 1:
-        raise ModelError(f"steps must be >= 1, got {config.steps}")
-    if config.epochs is not None and config.epochs <= 0:
-        raise ModelError(f"epochs must be > 0, got {config.epochs}")
-    if config.batch_size < 1:
-        raise ModelError(f"batch_size must be >= 1, got {config.batch_size}")
-    if config.free_bits_mode not in ("total", "level"):
-        raise ModelError(
-            f"free_bits_mode must be 'total' or 'level', got '{config.free_bits_mode}'"
-        )
-    if config.max_consecutive_skips < 0:
-        raise ModelError("max_consecutive_skips must be >= 0")
-    if not 0.0 <= config.ema_decay < 1.0:
-        raise ModelError(f"ema_decay must be in [0, 1), got {config.ema_decay}")
-    if config.crop is not None and config.crop < 1:
-        raise ModelError(f"crop must be >= 1, got {config.crop}")
-    if config.checkpoint_every < 1 or config.log_every < 1:
-        raise ModelError("checkpoint_every and log_every must be >= 1")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -348,7 +291,7 @@ def training_step(
     """
     model, optimizer = state.model, state.optimizer
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16), noise_shard(group):
-        out = (net or model)(x)
+        out = check_output((net or model)(x), model, len(x), finite=state.step == 0)
     loss, beta = objective(out, config, state.step, free_bits, group)
     optimizer.zero_grad(set_to_none=True)
     loss_value, grad_norm = float(group.mean(loss)), float("nan")

@@ -10,6 +10,8 @@ configs, the command and commit that trained them, and the test numbers they rep
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -50,6 +52,25 @@ def resolve(ref: str | Path) -> Path:
         known = ", ".join(sorted(entries)) or f"none (no {folder / INDEX})"
         raise ModelError(f"unknown zoo model '{name}'; available: {known}")
     return folder / entries[name]["file"]
+
+
+def weights_digest(ref: str | Path) -> str:
+    """The one definition of "the same weights": the SHA-256 of the weights file's bytes
+    (``zoo:NAME`` or a path), first 16 hex digits. A retrained checkpoint at the same path
+    is other weights; job ids and results record it. (A stream's header names its decoder
+    by a hash of the weights held in memory instead, :func:`baselines.container.identity`:
+    the decoder has no file to hash when CompressAI downloaded it.)"""
+    path = resolve(ref)
+    try:
+        stat = path.stat()
+    except OSError as err:
+        raise ModelError(f"no weights file at {path} ({err.strerror})") from None
+    return _file_digest(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=256)
+def _file_digest(path: str, mtime_ns: int, size: int) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 def export(

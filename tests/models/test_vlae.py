@@ -377,7 +377,7 @@ def test_checkpoint_round_trip(name: str, tmp_path) -> None:
 def test_the_spec_runs_unchanged_against_the_current_api() -> None:
     """The ablation spec loads (every key checked against the configs) and expands to jobs
     whose resolved training configs validate, for every profile."""
-    from benchmarks.spec import expand, load_spec
+    from benchmarks.runs.spec import expand, load_spec
 
     train = pytest.importorskip("vlae_models.train")
     path = Path(benchmarks.__file__).parent / "specs" / "vlae_mnist.toml"

@@ -19,7 +19,7 @@ import torch
 
 from baselines.method import plan
 from benchmarks.datasets import NamedImage
-from benchmarks.evaluation import evaluate_items
+from benchmarks.evaluation.engine import evaluate_items
 from vlae_models import checkpoint
 from vlae_models.evaluate import evaluate
 from vlae_models.train import TrainConfig, train
@@ -105,7 +105,7 @@ def test_trains_on_8bit_mnist(name: str, likelihood: str, mnist_dir: Path, tmp_p
     path = _trains(name, data, tmp_path, likelihood=likelihood, n_mix=3)
     model, _ = checkpoint.load(path)
     rows = evaluate(model, data[:100], mutual_info=False)
-    # the same checkpoint as a method: one row per image, scored by benchmarks.metrics
+    # the same checkpoint as a method: one row per image, scored by benchmarks.metrics.image
     (setting,), _ = plan([f"model:{path}"], None)
     items = [NamedImage(f"test/{i}", data[i, 0].numpy()) for i in range(8)]
     scored = evaluate_items([setting], items, {"dataset": "mnist"})

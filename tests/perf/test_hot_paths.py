@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from baselines.codec import make_codec
-from benchmarks.perf_gate import reference_workload
+from benchmarks.speed.perf_gate import reference_workload
 from vlae_models.core import build
 from vlae_models.train import TrainConfig, TrainState, make_optimizer, training_step
 
@@ -139,12 +139,12 @@ def test_learned_codec_compress_decompress(benchmark, kodim):
 
 @pytest.mark.benchmark(group="metrics")
 def test_metrics_on_a_kodak_image(benchmark, kodim):
-    """PSNR, SSIM and MS-SSIM of one decoded Kodak image (benchmarks.metrics)."""
-    from benchmarks.metrics import ImageMetrics
+    """PSNR, SSIM and MS-SSIM of one decoded Kodak image (benchmarks.metrics.image)."""
+    from benchmarks.metrics import DEFAULT, Scorer
 
     codec = make_codec("jpeg", 50)
     decoded = codec.decode(codec.encode(kodim))
-    run(benchmark, lambda: ImageMetrics(kodim)(decoded))
+    run(benchmark, lambda: Scorer(DEFAULT, kodim, False)(decoded))
 
 
 @pytest.mark.benchmark(group="metrics")
@@ -153,7 +153,7 @@ def test_metrics_pytorch_msssim_twice(benchmark, kodim):
     above, which shares the original's statistics between them."""
     from pytorch_msssim import ms_ssim, ssim
 
-    from benchmarks.ssim import to_tensor
+    from benchmarks.metrics.ssim import to_tensor
 
     codec = make_codec("jpeg", 50)
     decoded = codec.decode(codec.encode(kodim))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from vlae_models.core import ModelError
+from vlae_models.errors import ModelError
 
 
 def bottleneck_layers(in_ch: int, mid: int, out_ch: int) -> nn.Sequential:

@@ -1,0 +1,1 @@
+"""Numerical analysis of rate–distortion data: Bjøntegaard deltas and R(D) bounds."""

@@ -1,0 +1,147 @@
+"""Commands of the evaluation path: ``codecs``, ``fuzz`` and ``report``."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+
+from benchmarks.cli.app import DataDir, Plugins, app, echo_err, load_plugins, run_folder
+
+
+def method_listing() -> str:
+    """Every registered method: name, rates, parameter, where it comes from, availability."""
+    from baselines.method import METHODS
+
+    lines = []
+    for name, cls in METHODS.items():
+        p = cls.param
+        state = cls.unavailable_reason() or "available"
+        kind = "lossless" if cls.lossless else "/".join(cls.rate_kinds)
+        origin = METHODS.origin(name)
+        source = "" if origin.kind == "builtin" else f"  ({origin.label})"
+        lines.append(
+            f"{name:9} {kind:14} {p.name}={p.low:g}..{p.high:g} (default {p.default:g})  "
+            f"{cls.description}  [{state}]{source}"
+        )
+    return "\n".join(lines)
+
+
+def metric_listing() -> str:
+    from benchmarks.metrics import DEFAULT, METRICS
+
+    lines = []
+    for name, cls in METRICS.items():
+        columns = ", ".join(f"{c} ({b} is better)" for c, b in cls.columns.items())
+        origin = METRICS.origin(name)
+        source = "" if origin.kind == "builtin" else f"  ({origin.label})"
+        when = "default" if name in DEFAULT else "opt-in"
+        lines.append(f"{name:16} {when:8} {cls.data:6} {columns}{source}")
+    return "\n".join(lines)
+
+
+@app.command()
+def codecs(
+    dataset: str = typer.Option(
+        "kodak",
+        help="kodak, embedded, mnist, binarized-mnist, folder:PATH; options after a "
+        "colon: kodak:patches=64, mnist:crop=16, binarized-mnist:mosaic.",
+    ),
+    codec: list[str] = typer.Option(
+        [],
+        "--codec",
+        "-c",
+        help="NAME or NAME=START:STOP:STEP, model:CHECKPOINT, zoo:NAME. Repeatable.",
+    ),
+    quality: str | None = typer.Option(
+        None, help="Quality sweep START:STOP:STEP or a comma list (codecs with a quality)."
+    ),
+    metrics: str | None = typer.Option(
+        None, help="More metrics beside the default set, a comma list (see --list)."
+    ),
+    split: str | None = typer.Option(None, help="Split of an array dataset (default test)."),
+    out: Path = typer.Option(Path("runs/codecs"), help="Run folder for results and report."),
+    data_dir: Path | None = DataDir,
+    limit: int | None = typer.Option(
+        None, min=1, help="First N images; N rows spread evenly over an array split."
+    ),
+    workers: int | None = typer.Option(None, min=1, help="Processes (default: all cores)."),
+    device: str = typer.Option("cpu", help="Device for model methods: cpu, cuda, ..."),
+    overwrite: bool = typer.Option(False, help="Start afresh instead of resuming in --out."),
+    anchor: str | None = typer.Option(None, help="Anchor method for BD-rate (default jpeg)."),
+    latex: bool = typer.Option(False, help="Also write report.tex."),
+    list_codecs: bool = typer.Option(False, "--list", help="List methods and metrics, exit."),
+    plugin: list[str] = Plugins,
+) -> None:
+    """Evaluate codecs and model checkpoints on one dataset: one table, report and RD plots."""
+    load_plugins(plugin)
+    if list_codecs:
+        typer.echo(method_listing())
+        typer.echo("\nmetrics (--metrics NAME,...):")
+        typer.echo(metric_listing())
+        return
+    from benchmarks.report import render_report
+    from benchmarks.results import load_runs
+    from benchmarks.runs.codec_runs import evaluate_to
+
+    start = time.perf_counter()
+    asked = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
+    store = evaluate_to(
+        out, dataset, codec, quality=quality, metrics=asked, split=split, data_dir=data_dir,
+        limit=limit, workers=workers, device=device, overwrite=overwrite, echo=echo_err,
+    )  # fmt: skip
+    frame = store.frame()
+    render_report(frame, out, runs=load_runs([out]), anchor=anchor, latex=latex)
+    typer.echo(f"{len(frame)} rows, {time.perf_counter() - start:.1f} s -> {out}")
+
+
+@app.command()
+def fuzz(
+    codec: str = typer.Option(..., "--codec", "-c", help="One method setting: jpeg=50, ARCH:CKPT."),
+    dataset: str = typer.Option("kodak:crop=128", help="Images whose streams are mutated."),
+    data_dir: Path | None = DataDir,
+    limit: int = typer.Option(2, min=1, help="Images to encode."),
+    streams: int = typer.Option(600, min=1, help="Mutated streams to decode."),
+    seed: int = typer.Option(0, help="Seed of the mutations."),
+    device: str = typer.Option("cpu", help="Device for learned methods."),
+    plugin: list[str] = Plugins,
+) -> None:
+    """Decode truncated, bit-flipped and spliced streams: each must be refused or decoded."""
+    load_plugins(plugin)
+    from benchmarks.evaluation.fuzz import fuzz_spec
+
+    found = fuzz_spec(
+        codec, dataset, data_dir=data_dir, limit=limit, n=streams, seed=seed, device=device
+    )
+    for (kind, crc, outcome), count in sorted(found.counts.items()):
+        typer.echo(f"{kind:12} {crc:10} {outcome:9} {count:5d}")
+    typer.echo(f"{found.total} streams, slowest decode {found.slowest_s:.3f} s")
+    for failure in found.failures[:10]:
+        echo_err(f"failure: {failure}")
+    if found.failures:
+        raise typer.Exit(1)
+
+
+@app.command()
+def report(
+    runs: list[Path] = typer.Argument(..., help="Run folders (or results files) to combine."),
+    out: Path | None = typer.Option(None, help="Where to write (default: the first run)."),
+    anchor: str | None = typer.Option(None, help="Anchor method for BD-rate (default jpeg)."),
+    latex: bool = typer.Option(False, help="Also write report.tex."),
+    html: bool = typer.Option(False, help="Also write report.html, figures embedded."),
+    entropy: float | None = typer.Option(
+        None, help="The data's entropy in nats per image, where known: drawn as R = H - D."
+    ),
+) -> None:
+    """Re-render tables and plots from stored results, combining several runs."""
+    from benchmarks.report import render_report
+    from benchmarks.results import load_runs, read_results
+
+    frame = read_results(runs)
+    target = out or run_folder(runs[0])
+    files = render_report(
+        frame, target, runs=load_runs(runs), anchor=anchor, latex=latex, html=html,
+        folders=[r for r in runs if r.is_dir()], entropy=entropy,
+    )  # fmt: skip
+    typer.echo(f"{len(frame)} rows from {len(runs)} run(s) -> {files[0]}")

@@ -1,0 +1,1 @@
+"""Speed: phases timed alone (throughput) and the ratio gate on pytest-benchmark runs."""

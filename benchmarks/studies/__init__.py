@@ -1,0 +1,1 @@
+"""Studies built on the suite: rate–distortion theory experiments and paper-style comparisons."""
