@@ -18,8 +18,10 @@ def install(session: nox.Session, extras: str = "") -> None:
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """The default test suite (everything not marked slow or perf)."""
+    """The default test suite (everything not marked slow or perf), with the example plugin
+    installed as a user installs it (tests/test_example_plugin.py walks through it)."""
     install(session, "test")
+    session.install("--no-deps", "-e", "examples/plugin")
     session.run("pytest", *session.posargs)
 
 

@@ -83,10 +83,58 @@ def kodak3(kodak_dir, tmp_path):
     return root
 
 
+@pytest.fixture()
+def isolated_registries():
+    """Registries as they were before the test: plugins a test loads in this process (and a
+    registry a broken one left failed) do not leak into the tests after it."""
+    import baselines.method  # noqa: F401 - the registries, their built-ins loaded
+    import benchmarks.metrics  # noqa: F401
+    import benchmarks.runs.experiments  # noqa: F401
+    import vlae_models.core  # noqa: F401
+    from vlae_models import registry
+
+    for loaded in registry._REGISTRIES.values():
+        list(loaded)
+    saved = {
+        what: (dict(r._entries), dict(r._origins), r._state, r._failure)
+        for what, r in registry._REGISTRIES.items()
+    }
+    plugins, files = dict(registry._PLUGINS), dict(registry._FILE_PATHS)
+    yield
+    for what, r in list(registry._REGISTRIES.items()):
+        if what in saved:
+            r._entries, r._origins, r._state, r._failure = saved[what]
+    registry._PLUGINS.clear()
+    registry._PLUGINS.update(plugins)
+    registry._FILE_PATHS.clear()
+    registry._FILE_PATHS.update(files)
+
+
+RANDOM_NETS = {  # CompressAI-layout files of small random nets, one per architecture
+    "bmshj2018-hyperprior": ("ScaleHyperprior", {"N": 16, "M": 24}),
+    "mbt2018-mean": ("MeanScaleHyperprior", {"N": 16, "M": 24}),
+    "mbt2018": ("JointAutoregressiveHierarchicalPriors", {"N": 16, "M": 24}),
+    "cheng2020-anchor": ("Cheng2020Anchor", {"N": 16}),
+}
+
+
+def random_net(architecture: str, folder: Path) -> Path:
+    """A CompressAI-layout checkpoint of a small, randomly initialised ``architecture``."""
+    import compressai.models
+    import torch
+
+    cls, sizes = RANDOM_NETS[architecture]
+    torch.manual_seed(0)
+    path = folder / f"{architecture}.pth.tar"
+    torch.save({"state_dict": getattr(compressai.models, cls)(**sizes).state_dict()}, path)
+    return path
+
+
 def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
     """Exit status 2 and exactly one line on stderr, ``error: ...``, holding each fragment."""
     assert code == 2, err
-    lines = [line for line in err.strip().splitlines() if line]
+    shown = [line.rpartition("\r")[2].strip() for line in err.split("\n")]  # as a terminal
+    lines = [line for line in shown if line]
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     for fragment in fragments:
         assert fragment in lines[0], lines[0]

@@ -149,6 +149,68 @@ dataset = "kodak"
             'codec = "jpg"',
             "arms.0.codec: unknown method 'jpg'",
         ),
+        # values are checked on load too, before any job trains
+        (
+            lambda s: s.replace("lr = 0.001", 'lr = "fast"'),
+            'lr = "fast"',
+            "train.lr: Input should be a valid number, got 'fast'",
+        ),
+        (
+            lambda s: s.replace("lr = 0.001", "lr = nan"),
+            "lr = nan",
+            "train.lr: Input should be a finite number, got nan",
+        ),
+        (
+            lambda s: s.replace("steps = 100", 'steps = "many"'),
+            'steps = "many"',
+            "train.steps: Input should be a valid integer, got 'many'",
+        ),
+        (
+            lambda s: s.replace("steps = 100", "steps = -5"),
+            "steps = -5",
+            "train.steps: Input should be greater than or equal to 1, got -5",
+        ),
+        (
+            lambda s: s.replace("width = 16", 'latent_dim = "big"'),
+            'latent_dim = "big"',
+            "arms.0.set.latent_dim: Input should be a valid integer, got 'big'",
+        ),
+        (
+            lambda s: s.replace("beta = [0.5, 1.0]", 'beta = ["a", 1]'),
+            'beta = ["a", 1]',
+            "arms.0.grid.beta: Input should be a valid number, got 'a'",
+        ),
+        (
+            lambda s: s.replace("beta = [0.5, 1.0]", "beta = [-1, 1]"),
+            "beta = [-1, 1]",
+            "arms.0.grid.beta: Input should be greater than or equal to 0, got -1",
+        ),
+        (
+            lambda s: s.replace("beta = [0.5, 1.0]", "beta = [1, 1]"),
+            "beta = [1, 1]",
+            "arms.0.grid.beta: 1 is given twice (each grid value is one job)",
+        ),
+        (
+            lambda s: s + '[[arms]]\nname = "bvae"  # again\ncodec = "png"\n',
+            "# again",
+            "arms.1.name: arm 'bvae' is given twice (first on line 12)",
+        ),
+        (
+            lambda s: s + '[[arms]]\nname = "j"\ncodec = "jpeg"\nquality = "50,500"\n',
+            'quality = "50,500"',
+            "arms.1.quality: quality 500 out of range for 'jpeg' (allowed 0..100)",
+        ),
+        (
+            lambda s: s.replace("set = { width = 16 }", 'weights = "zoo:x-{lmbda}"'),
+            "weights =",
+            "arms.0.weights: {lmbda} is not a key of the arm's grid",
+        ),
+        (
+            lambda s: s + '[eval.passes.codec]\nkind = "codec"\nmetrics = ["lpips-typo"]\n',
+            "metrics =",
+            "eval.passes.codec.metrics: unknown metric 'lpips-typo'",
+        ),
+        (lambda s: 'plugins = ["missing.py"]\n' + s, "plugins =", "plugins.0: plugin "),
     ],
 )
 def test_a_bad_spec_names_the_key_and_its_line(tmp_path, edit, line_with, fragment):
@@ -158,6 +220,17 @@ def test_a_bad_spec_names_the_key_and_its_line(tmp_path, edit, line_with, fragme
         load_spec(_write(tmp_path, text))
     message = str(caught.value)
     assert f"spec.toml:{line}: {fragment}" in message and "\n" not in message, message
+
+
+def test_two_arms_that_are_one_job_are_refused_naming_both(tmp_path):
+    """Jobs are unique by id: the same job under two arms would run twice and count twice."""
+    twins = GRID + '[[arms]]\nname = "png"\ncodec = "png"\n[[arms]]\nname = "png2"\ncodec = "png"\n'
+    with pytest.raises(BenchError) as caught:
+        expand(load_spec(_write(tmp_path, twins)))
+    line = next(i for i, row in enumerate(twins.splitlines(), 1) if row == 'name = "png2"') - 1
+    assert f"spec.toml:{line}: arms.2: arm 'png2' gives the same job as arm 'png'" in str(
+        caught.value
+    )
 
 
 def test_a_spec_that_is_not_toml_is_one_line(tmp_path):

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import run_cli
+from conftest import RANDOM_NETS, random_net, run_cli
 from PIL import Image
 
 pytest.importorskip("compressai")
@@ -260,14 +260,6 @@ def _edit_header(data: bytes, old: bytes, new: bytes) -> bytes:
     return body + zlib.crc32(body).to_bytes(4, "big")
 
 
-RANDOM_NETS = {  # CompressAI-layout files of small random nets, one per architecture
-    "bmshj2018-hyperprior": ("ScaleHyperprior", {"N": 16, "M": 24}),
-    "mbt2018-mean": ("MeanScaleHyperprior", {"N": 16, "M": 24}),
-    "mbt2018": ("JointAutoregressiveHierarchicalPriors", {"N": 16, "M": 24}),
-    "cheng2020-anchor": ("Cheng2020Anchor", {"N": 16}),
-}
-
-
 @pytest.mark.parametrize(
     "which", ["factorized", *RANDOM_NETS, "beta-vae", "hvae", "vq-vae", "vlae"]
 )
@@ -281,7 +273,7 @@ def test_mutated_streams_are_refused_or_decoded_never_a_crash(
     elif which in ("beta-vae", "hvae", "vq-vae", "vlae"):
         spec, dataset, root = f"zoo:{which}-binarized-mnist", "binarized-mnist", data_root
     else:
-        spec, dataset, root = f"{which}:{_random_net(which, tmp_path)}", "kodak:crop=96", kodak2
+        spec, dataset, root = f"{which}:{random_net(which, tmp_path)}", "kodak:crop=96", kodak2
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.cli", "fuzz", "-c", spec, "--dataset", dataset,
          "--data-dir", str(root), "--streams", "600"],
@@ -296,16 +288,6 @@ def test_mutated_streams_are_refused_or_decoded_never_a_crash(
     assert {outcome for _, _, outcome in counts} <= {"refused", "decoded"}
     # the CRC catches every stream it was not recomputed for
     assert all(o == "refused" for (_, crc, o) in counts if crc == "crc-kept")
-
-
-def _random_net(architecture: str, folder: Path) -> Path:
-    import compressai.models
-
-    cls, sizes = RANDOM_NETS[architecture]
-    torch.manual_seed(0)
-    path = folder / f"{architecture}.pth.tar"
-    torch.save({"state_dict": getattr(compressai.models, cls)(**sizes).state_dict()}, path)
-    return path
 
 
 def test_learned_codec_misuse_is_one_line(monkeypatch, capsys, trained, kodak2, tmp_path):

@@ -29,8 +29,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from vlae_models.checkpoint import load
 from vlae_models.config import ModelConfig, config_dataclass
 from vlae_models.core import LatentModel, ModelError, ModelOutput, register
+from vlae_models.files import atomic_write
 
 # Architecture -> (CompressAI's default N, M), the sizes of its quality 1-5 models.
 SIZES = {
@@ -130,8 +132,6 @@ def is_compressai(model: LatentModel) -> bool:
 def export_compressai(checkpoint_path: Path | str, out: Path | str, weights: str = "ema") -> Path:
     """Write a trained checkpoint's network in CompressAI's layout, ``{"state_dict": ...}``,
     loadable by ``compressai.utils.eval_model checkpoint -a ARCH -p OUT``."""
-    from vlae_models.checkpoint import load
-    from vlae_models.files import atomic_write
 
     model, _ = load(checkpoint_path, device="cpu", weights=weights)
     if not is_compressai(model):
@@ -145,7 +145,6 @@ def export_compressai(checkpoint_path: Path | str, out: Path | str, weights: str
 def network(checkpoint_path: Path | str, device: str = "cpu") -> tuple[Any, dict[str, Any]]:
     """The CompressAI network of a checkpoint written by the training loop (EMA weights), and
     the checkpoint's metadata."""
-    from vlae_models.checkpoint import load
 
     model, meta = load(checkpoint_path, device=device, weights="ema")
     if not is_compressai(model):

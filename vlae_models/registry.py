@@ -32,8 +32,11 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib.metadata import entry_points as installed
 from pathlib import Path
 from typing import Any, Generic, TypeVar
+
+import cloudpickle
 
 T = TypeVar("T")
 BUILTIN_PACKAGES = ("vlae_models", "baselines", "benchmarks")
@@ -193,7 +196,6 @@ def import_submodules(package: str) -> None:
 def entry_points(group: str) -> list[Any]:
     """The entry points of ``group`` in installed distributions, minus those skipped with
     ``$VLAE_BENCH_SKIP_PLUGINS`` (comma-separated distribution names)."""
-    from importlib.metadata import entry_points as installed
 
     skipped = {s.strip().lower() for s in os.environ.get(SKIP_ENV, "").split(",") if s.strip()}
     points = sorted(installed(group=group), key=lambda p: p.name)
@@ -308,7 +310,6 @@ def portable_origins() -> list[Origin]:
 
 
 def _pickled(what: str, name: str, registry: Registry) -> Origin:
-    import cloudpickle
 
     entry = registry._entries[name]
     obj = getattr(entry, "model_cls", entry)  # the class the decorator was given
@@ -322,8 +323,6 @@ def restore(origins: Iterable[Origin]) -> None:
         if origin.kind in ("module", "file"):
             load_plugin(str(origin.ref))
         elif origin.kind == "pickled":
-            import cloudpickle
-
             owner, what, name, obj = cloudpickle.loads(origin.ref)
             if what not in _REGISTRIES:
                 importlib.import_module(owner)  # data, not a dependency: the owner named it

@@ -42,12 +42,14 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from vlae_models import checkpoint
 from vlae_models.config import TrainConfig, validate
 from vlae_models.core import LatentModel, ModelError, ModelOutput, as_nchw, build, check_output
 from vlae_models.distributed import SINGLE, Group, join, noise_shard, rank_device
+from vlae_models.evaluate import evaluate
 from vlae_models.files import atomic_write
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
@@ -524,7 +526,6 @@ def data_parallel(model: LatentModel, group: Group, device: torch.device) -> tor
     (which also broadcasts rank 0's weights at the start, so every rank begins the same)."""
     if not group.parallel:
         return model
-    from torch.nn.parallel import DistributedDataParallel
 
     ids = [device.index] if device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=ids)
@@ -554,7 +555,6 @@ def _quick_eval(
 
     Data-parallel, each rank evaluates every W-th image and the means are all-reduced,
     weighted by the images each rank saw."""
-    from vlae_models.evaluate import evaluate
 
     target = ema.averaged_model(model) if ema is not None else copy.deepcopy(model).eval()
     part = pixels[group.rank :: group.world]

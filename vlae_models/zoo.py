@@ -17,6 +17,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from vlae_models import checkpoint
 from vlae_models.core import ModelError
 from vlae_models.files import atomic_write
 
@@ -88,9 +91,6 @@ def export(
     float32): half the bytes, for models over the 16 MB limit. Its effect on the numbers is
     measured, not assumed (``results/zoo/README.md``, ``tests/test_methods.py``).
     """
-    import torch
-
-    from vlae_models import checkpoint
 
     folder = folder or zoo_dir()
     model, meta = checkpoint.load(checkpoint_path, weights="ema")

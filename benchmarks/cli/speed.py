@@ -27,6 +27,9 @@ def throughput(
     ),
     threads: int | None = typer.Option(None, min=1, help="Torch CPU threads (default: torch's)."),
     data_dir: Path | None = DataDir,
+    dataset: str | None = typer.Option(
+        None, help="Images for codecs (default: a checkpoint codec's data, else Kodak)."
+    ),
     overwrite: bool = typer.Option(False, help="Replace another measurement in --out."),
     plugin: list[str] = Plugins,
 ) -> None:
@@ -45,7 +48,7 @@ def throughput(
         out, targets, device=device, overwrite=overwrite, echo=typer.echo,
         batch_sizes=parse_batch_sizes(batch_size), dtype=dtype, compile=compile,
         channels_last=channels_last, repeats=repeats, warmup=warmup,
-        phases=tuple(phase) or PHASES, data_dir=data_dir,
+        phases=tuple(phase) or PHASES, data_dir=data_dir, dataset=dataset,
     )  # fmt: skip
     render_report(store.frame(), out, runs=load_runs([out]), html=True)
     typer.echo(f"{len(store.rows)} row(s) -> {out}")

@@ -18,6 +18,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from baselines.method import METHODS, Coding, Method, Setting
 from benchmarks.datasets import NamedImage
@@ -168,11 +169,10 @@ def run_tasks(
     run in this process (its torch thread count is restored after); with more, in spawned
     workers that import this process's plugins again.
     """
-    from tqdm import tqdm
 
     todo = tasks(items, settings, done)
     bar = tqdm(total=sum(len(chunk) for _, chunk, _ in todo), desc="evaluate", unit="img",
-               disable=not progress)  # fmt: skip
+               disable=not progress, leave=False)  # fmt: skip
     workers = min(workers or default_workers(), max(len(todo), 1))
     metrics = tuple(metrics)
     try:
@@ -196,6 +196,8 @@ def run_tasks(
                     finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                     for future in finished:
                         bar.update(pending.pop(future))
+                        if future.exception() is not None:
+                            yield from _finish_running(pending)
                         yield future.result()
             finally:
                 for future in pending:
@@ -203,3 +205,15 @@ def run_tasks(
     finally:
         bar.close()
         _BUILT.clear()  # in-process methods hold weights; a later call loads afresh
+
+
+def _finish_running(pending: dict[Future, int]) -> Iterator[list[dict[str, Any]]]:
+    """After a task failed: cancel the tasks not started, and keep the rows of those that
+    were running when they finish, so that a failure loses no work already done."""
+    for future in list(pending):
+        if future.cancel():
+            del pending[future]
+    for future in list(pending):
+        del pending[future]
+        if future.exception() is None:
+            yield future.result()

@@ -14,6 +14,8 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+import torch
+
 from vlae_models.registry import Origin, restore
 
 DEVICE = {"name": "cpu"}  # this process's device for methods, set when it starts
@@ -26,7 +28,6 @@ def default_workers() -> int:
 
 def init_worker(device: str, plugins: Sequence[Origin]) -> None:
     """A pool worker's start: die with the parent, one torch thread, the plugins."""
-    import torch
 
     die_with_parent()
     torch.set_num_threads(1)
@@ -53,7 +54,6 @@ def check_started() -> None:
 def in_this_process(device: str) -> Iterator[None]:
     """Evaluate in the caller's process (``workers=1``): one torch thread for the block,
     the caller's thread count restored after it."""
-    import torch
 
     threads, before = torch.get_num_threads(), DEVICE["name"]
     torch.set_num_threads(1)

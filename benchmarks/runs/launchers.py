@@ -22,6 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import submitit
+import torch
+from submitit.helpers import DelayedSubmission, TorchDistributedEnvironment
+
 from benchmarks.errors import BenchError
 from benchmarks.evaluation.workers import (
     check_started,
@@ -86,7 +90,6 @@ class Progress:
 def prepare_process(runtime: Runtime) -> None:
     """What a job's process does first: torch threads, and the sweep's plugins."""
     warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated")
-    import torch
 
     torch.set_num_threads(runtime.threads)
     os.environ["OMP_NUM_THREADS"] = str(runtime.threads)
@@ -173,7 +176,6 @@ class SubmititJob:
         return run_job(self.job, self.out, self.runtime)
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
-        from submitit.helpers import DelayedSubmission
 
         return DelayedSubmission(self, *args, **kwargs)
 
@@ -182,8 +184,6 @@ def _data_parallel_rank() -> int:
     """In a submitit job of several tasks (``--cluster-param tasks_per_node=N``), export the
     torch.distributed variables (rank, world size, master address) and return this task's
     rank; the training then runs data-parallel (:mod:`vlae_models.distributed`). 0 otherwise."""
-    import submitit
-    from submitit.helpers import TorchDistributedEnvironment
 
     env = submitit.JobEnvironment()
     if env.num_tasks <= 1:
@@ -196,7 +196,6 @@ def executor_for(out: Path, threads: int, cluster_params: dict[str, Any]) -> Any
     """submitit's AutoExecutor: Slurm where ``sbatch`` exists, else its local executor
     (``cluster=local`` forces it). ``cluster_params`` go to ``update_parameters``
     (``slurm_partition``, ``timeout_min``, ``gpus_per_node``, ``mem_gb``...)."""
-    import submitit
 
     params = dict(cluster_params)
     cluster = params.pop("cluster", None)
@@ -205,7 +204,7 @@ def executor_for(out: Path, threads: int, cluster_params: dict[str, Any]) -> Any
     return executor
 
 
-def submitit(jobs: Sequence[SweepJob], out: Path, summary: SweepSummary, *, workers: int,
+def submitit_launcher(jobs: Sequence[SweepJob], out: Path, summary: SweepSummary, *, workers: int,
              runtime: Runtime, cluster_params: dict[str, Any], echo: Callable[[str], None],
              poll_s: float) -> None:  # fmt: skip
     executor = executor_for(out.resolve(), runtime.threads, cluster_params)
@@ -241,4 +240,4 @@ class _SubmititResult:
             raise (JobInUse if "in use by another" in last else BenchError)(last) from None
 
 
-LAUNCHERS = {"local": local, "submitit": submitit}
+LAUNCHERS = {"local": local, "submitit": submitit_launcher}

@@ -313,7 +313,7 @@ def load_spec(path: Path | str) -> Spec:
     names: dict[str, int] = {}
     for index, arm in enumerate(spec.arms):
         if arm.name in names:
-            first = where.line(("arms", names[arm.name]))
+            first = where.line(("arms", names[arm.name], "name"))
             raise BenchError(
                 f"{where(('arms', index, 'name'))}: arm {arm.name!r} is given twice (first "
                 f"on line {first})"

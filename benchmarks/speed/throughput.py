@@ -388,8 +388,20 @@ def codec_phases(target: Target, images: Sequence[np.ndarray]) -> dict[str, Call
     }
 
 
-def codec_images(batch_size: int, data_dir: Any = None) -> tuple[list[np.ndarray], str]:
-    """Whole Kodak images (or the bundled photos, offline) for a codec, and their dataset."""
+def codec_images(
+    target: Target, batch_size: int, data_dir: Any = None, dataset: str | None = None
+) -> tuple[list[np.ndarray], str]:
+    """Images a codec takes, and their dataset: ``dataset``'s items when given; for a codec
+    built on a model (a checkpoint as a codec, bits-back coding) test images of the model's
+    data; else whole Kodak images (or the bundled photos, offline)."""
+    if dataset is not None:
+        items = load_items(dataset, data_dir=data_dir, limit=batch_size)
+        return [items[i % len(items)].pixels for i in range(batch_size)], dataset
+    model = getattr(target.method, "model", None)
+    if model is not None:
+        pixels, data = sample_batch(Target(target.label, model=model), batch_size, data_dir)
+        arrays = pixels.permute(0, 2, 3, 1).numpy()
+        return [a[..., 0] if a.shape[-1] == 1 else a for a in arrays], data
     try:
         data, items = "kodak", load_items("kodak", data_dir=data_dir)
     except DatasetError:
@@ -409,9 +421,13 @@ def measure(
     warmup: int = 2,
     phases: Sequence[str] = PHASES,
     data_dir: Any = None,
+    dataset: str | None = None,
+    images: Sequence[np.ndarray] | None = None,
     echo: Callable[[str], None] = lambda _: None,
 ) -> list[dict[str, Any]]:
-    """Time each phase of ``target`` at each batch size; one row per (phase, batch size)."""
+    """Time each phase of ``target`` at each batch size; one row per (phase, batch size).
+    A codec codes ``images`` when given (cycled to the batch size), else ``dataset``'s
+    (:func:`codec_images`)."""
     if dtype not in DTYPES:
         raise BenchError(f"dtype must be one of {DTYPES}, got {dtype!r}")
     unknown = sorted(set(phases) - set(PHASES) - set(LOOP_PHASES))
@@ -437,9 +453,12 @@ def measure(
             calls = model_phases(target, pixels, dtype, channels_last, copy.deepcopy(trainee))
             per_image = int(pixels.shape[-1] * pixels.shape[-2])
         else:
-            images, data = codec_images(batch_size, data_dir)
-            calls = codec_phases(target, images)
-            per_image = int(np.mean([im.shape[0] * im.shape[1] for im in images]))
+            if images is None:
+                batch, data = codec_images(target, batch_size, data_dir, dataset)
+            else:
+                batch, data = [images[i % len(images)] for i in range(batch_size)], "given"
+            calls = codec_phases(target, batch)
+            per_image = int(np.mean([im.shape[0] * im.shape[1] for im in batch]))
         for phase in [p for p in phases if p in calls]:
             # An autoregressive draw of a batch takes H*W steps: a few repeats say enough.
             n = min(repeats, max(3, repeats // 3)) if phase == "sample" else repeats
@@ -466,7 +485,7 @@ def throughput_to(
     a target already measured there with the same settings is kept, not re-timed."""
     config = {"targets": list(targets), "device": device,
               **{k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()
-                 if k != "data_dir"}}  # fmt: skip
+                 if k != "data_dir" and not (k == "dataset" and v is None)}}  # fmt: skip
     store = RunStore(out, Job("throughput", config), overwrite=overwrite)
     done = {row.get("target") for row in store.rows}
     with store.running():

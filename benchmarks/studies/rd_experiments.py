@@ -40,8 +40,16 @@ from benchmarks.analysis.rd_bounds import (
     bernoulli_curve,
     bernoulli_slopes,
 )
+from benchmarks.datasets.errors import DatasetError
+from benchmarks.datasets.pixels import load_pixels
+from benchmarks.errors import BenchError
+from benchmarks.report.rd_theory import ba_figure
+from benchmarks.results import read_results
 from benchmarks.runs.experiments import Experiment
 from benchmarks.runs.store import Job, RunStore
+from vlae_models.checkpoint import load
+from vlae_models.evaluate import mutual_information_bounds
+from vlae_models.zoo import resolve
 
 
 @dataclass(frozen=True)
@@ -246,7 +254,6 @@ def ba_checks() -> pd.DataFrame:
 @torch.no_grad()
 def mutual_info_bounds(model, pixels: Tensor, batch_size: int = 500, seed: int = 0) -> dict:
     """KL and the I(x; z) bound pair of a zoo model's first latent level over ``pixels``."""
-    from vlae_models.evaluate import mutual_information_bounds
 
     means, stds, kls = [], [], []
     for start in range(0, len(pixels), batch_size):
@@ -270,8 +277,6 @@ ZOO_MODELS = ("beta-vae-binarized-mnist", "hvae-binarized-mnist", "vlae-binarize
 def committed_beta_runs(run: Path) -> pd.DataFrame:
     """I(x; z) <= KL on a β sweep's evaluation rows (``run``: its folder; ELBO surgery, one z
     per image; ``saturated`` where the estimate is within 0.05 nats of its log N ceiling)."""
-    from benchmarks.errors import BenchError
-    from benchmarks.results import read_results
 
     rows = read_results([run])  # checksum-verified; a missing folder is a one-line error
     if not {"arm", "kl_nats", "mutual_info_nats"} <= set(rows.columns):
@@ -287,8 +292,6 @@ def committed_beta_runs(run: Path) -> pd.DataFrame:
 
 def zoo_mutual_info(pixels: Tensor, names: Sequence[str] = ZOO_MODELS) -> pd.DataFrame:
     """The bound pair of :func:`mutual_info_bounds` for the zoo's binarized-MNIST models."""
-    from vlae_models.checkpoint import load
-    from vlae_models.zoo import resolve
 
     rows = []
     for name in names:
@@ -309,9 +312,6 @@ def run(
     """The checks that train nothing, into ``out``: Blahut–Arimoto against the closed forms
     (``ba_check.csv``, ``blahut_arimoto.png``) and I(x; z) <= KL on a committed β sweep and the
     zoo's models (``mutual_info_*.csv``). The trained points are the ``rd_theory.toml`` spec's."""
-    from benchmarks.datasets.errors import DatasetError
-    from benchmarks.errors import BenchError
-    from benchmarks.report.rd_theory import ba_figure
 
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise BenchError(f"{out} is not empty: give a new folder or --overwrite")
@@ -320,8 +320,6 @@ def run(
     if beta_sweep is not None:
         tables["mutual_info_beta_sweep"] = committed_beta_runs(beta_sweep)
     try:
-        from benchmarks.runs.model_runs import load_pixels
-
         pixels = load_pixels("binarized-mnist", "test", data_dir)
         tables["mutual_info_zoo"] = zoo_mutual_info(pixels)
     except DatasetError as err:  # no MNIST here: the rest still stands

@@ -141,3 +141,23 @@ def test_parse_overrides():
     ]:
         with pytest.raises(ModelError, match=match):
             parse_overrides([bad], BetaVAEConfig, TrainConfig)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--set", "lr=nan"], "lr: Input should be a finite number, got nan"),
+        (["--set", "lr=inf"], "lr: Input should be a finite number, got inf"),
+        (["--beta", "-1"], "beta: Input should be greater than or equal to 0, got -1"),
+        (["--set", "ema_decay=1.5"], "ema_decay: Input should be less than 1, got 1.5"),
+        (["--set", "optimizer=sgd"], "optimizer: Input should be 'adam', 'adamax' or 'adamw'"),
+    ],
+)
+def test_out_of_range_training_fields_are_one_line(monkeypatch, capsys, tmp_path, args, fragment):
+    from conftest import assert_one_line_error, run_cli
+
+    code, _, err = run_cli(monkeypatch, capsys, "train", "beta-vae", "--dataset",
+                           "binarized-mnist", "--steps", "2", "--out", str(tmp_path / "r"),
+                           *args)  # fmt: skip
+    assert_one_line_error(code, err, fragment)
+    assert not (tmp_path / "r").exists()  # refused before anything was written
