@@ -19,11 +19,13 @@ same row counts the whole stream.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 import warnings
 import zlib
 from dataclasses import dataclass
+from importlib import metadata
 from typing import Any
 
 from baselines.method import MethodError
@@ -115,22 +117,23 @@ def _check(header: Any, expect: dict[str, Any]) -> None:
 def identity(method: str, module: Any, device: Any) -> dict[str, Any]:
     """What a stream's header says of its encoder, and what its decoder expects: the method,
     a hash of the weights (not of the coder tables derived from them), the library versions
-    and the device class ("cpu", or the CUDA device's name)."""
-    import hashlib
-
-    import compressai
-    import torch
-
+    and the device class ("cpu", or the CUDA device's name). Versions come from the packages'
+    metadata: importing compressai for its version alone costs seconds."""
     digest = hashlib.sha256()
     for key, value in sorted(module.state_dict().items()):
         if key.rsplit(".", 1)[-1] in DERIVED_BUFFERS:
             continue
         digest.update(key.encode())
         digest.update(value.detach().cpu().contiguous().numpy().tobytes())
-    device_class = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    device_class = "cpu"
+    if device.type == "cuda":
+        import torch  # loaded already: the module's weights are torch tensors
+
+        device_class = torch.cuda.get_device_name(device)
+    torch_version = metadata.version("torch").split("+")[0]
     return {
         "method": method, "config": digest.hexdigest()[:16],
-        "versions": f"torch {torch.__version__.split('+')[0]} compressai {compressai.__version__}",
+        "versions": f"torch {torch_version} compressai {metadata.version('compressai')}",
         "device": device_class,
     }  # fmt: skip
 

@@ -27,6 +27,9 @@ def test_the_tutorial_runs_and_prints_what_it_says(tmp_path, binarized_mnist_dir
     assert done.returncode == 0, done.stderr[-4000:]
     out = done.stdout
     assert "64 test/00000 (28, 28) True" in out  # the items
-    assert "zlib-packed" in out and "tiny-vae" in out and "ink_recall" in out
+    assert "zlib-packed" in out and "ink_recall" in out
+    # a model without compress states its rate; one with it is a real codec beside its bound
+    assert "('tiny-vae', 'kl')" in out and "('tiny-vae', 'coded')" not in out
+    assert "('beta-vae', 'coded'), ('beta-vae', 'kl')" in out
     assert "['tiny-beta0.5-s1', 'tiny-beta1-s1', 'zlib']" in out  # the spec's jobs
     assert "[] " in out  # no job of the sweep failed

@@ -241,3 +241,20 @@ def test_fp16_storage_of_the_zoo_vlae_keeps_its_numbers(binarized_mnist_dir):
     (row,) = evaluate(model, pixels, seed=seed, mutual_info=False)
     assert row["neg_elbo_nats"] == pytest.approx(fp16["neg_elbo_nats"], rel=1e-4)
     assert abs(row["neg_elbo_nats"] - fp32["neg_elbo_nats"]) < 0.01
+
+
+def test_evaluating_in_this_process_leaves_the_callers_thread_count(kodak_dir):
+    """``workers=1`` runs the tasks here with one torch thread, and gives the caller's back."""
+    import torch
+
+    from benchmarks import evaluate, load_items
+
+    items = load_items("kodak:crop=32", data_dir=kodak_dir.parent, limit=2)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        table = evaluate(items, ["png", "jpeg=50"], workers=1)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert len(table) == 4 and set(table["method"]) == {"png", "jpeg"}

@@ -123,3 +123,76 @@ def test_bd_errors():
         bd.bd_rate(RATE_A, PSNR_A, RATE_A * 10, PSNR_A + 20)
     with pytest.raises(BenchError, match="infinite PSNR|finite"):
         bd.bd_rate(RATE_A, np.r_[PSNR_A[:3], np.inf], RATE_B, PSNR_B)
+
+
+@pytest.mark.parametrize("method", ["pchip", "cubic"])
+def test_bd_of_a_lower_is_better_metric(method):
+    """A distance (LPIPS-like: lower is better) that falls as PSNR rises: the same curves in
+    it give the same BD-rate (the better codec saves bits either way), and a gain at equal
+    rate that is positive for the better codec, matched against the bjontegaard package run
+    on the negated distance (its convention is higher is better)."""
+    dist_a, dist_b = 60.0 - PSNR_A, 60.0 - PSNR_B  # lower is better
+    by_psnr = bd.bd_rate(RATE_A, PSNR_A, RATE_B, PSNR_B, method)
+    assert bd.bd_rate(RATE_A, dist_a, RATE_B, dist_b, method) == pytest.approx(by_psnr, abs=1e-9)
+    gain = bd.bd_quality(RATE_A, dist_a, RATE_B, dist_b, "lower", method)
+    theirs = bjontegaard.bd_psnr(RATE_A, -dist_a, RATE_B, -dist_b, method=method, min_overlap=0)
+    assert gain == pytest.approx(theirs, abs=1e-6) and gain > 0
+    # read the wrong way round, the better codec would look worse: the sign is the direction's
+    assert bd.bd_quality(RATE_A, dist_a, RATE_B, dist_b, "higher", method) == pytest.approx(-gain)
+
+
+def test_the_report_draws_and_deltas_a_plugged_in_lower_is_better_column(tmp_path):
+    """A column the table records as lower-is-better gets its own RD figure (through the
+    lower envelope) and BD columns against the anchor."""
+    from benchmarks.report import render_report
+    from benchmarks.results import make_frame
+
+    rows = []
+    for method, rates, psnrs in (("jpeg", RATE_A, PSNR_A), ("mine", RATE_B, PSNR_B)):
+        for q, (rate, psnr) in enumerate(zip(rates, psnrs, strict=True)):
+            rows.append({"dataset": "d", "method": method, "param": "q", "value": q,
+                         "rate_kind": "coded", "image": "i", "bpp": rate, "psnr": psnr,
+                         "ms_ssim_db": psnr / 2, "distance": 60.0 - psnr, "height": 8,
+                         "width": 8, "channels": 3})  # fmt: skip
+    frame = make_frame(rows)
+    frame.attrs["metric_columns"] = {"distance": {"better": "lower", "metric": "mine"}}
+    files = render_report(frame, tmp_path)
+    assert (tmp_path / "rd_distance_d.png").exists() and tmp_path / "rd_distance_d.png" in files
+    text = (tmp_path / "report.md").read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| mine ") and "jpeg" in line)
+    header = next(line for line in text.splitlines() if "BD-rate distance [%]" in line)
+    cells = dict(zip([c.strip() for c in header.split("|")], [c.strip() for c in row.split("|")],
+                     strict=True))  # fmt: skip
+    assert float(cells["BD-rate distance [%]"]) == pytest.approx(
+        bd.bd_rate(RATE_A, PSNR_A, RATE_B, PSNR_B),
+        abs=0.01,  # printed to 4 digits
+    )
+    assert float(cells["BD-distance gain"]) > 0
+
+
+def test_an_image_smaller_than_the_ssim_window_gets_nan_not_a_traceback(
+    monkeypatch, capsys, tmp_path
+):
+    """SSIM needs an 11 x 11 window: a smaller image's SSIM columns are NaN (as MS-SSIM's are
+    under 161 px), its PSNR is still measured, and the run completes."""
+    from conftest import run_cli
+    from PIL import Image
+
+    from benchmarks.metrics import DEFAULT, Scorer
+
+    tiny = np.arange(9, dtype=np.uint8).reshape(3, 3) * 20
+    scored = Scorer(DEFAULT, tiny, binary=False)(tiny[::-1].copy())
+    assert math.isnan(scored["ssim"]) and math.isnan(scored["ms_ssim"])
+    assert math.isfinite(scored["psnr"])
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    Image.fromarray(tiny).save(folder / "three.png")
+    Image.fromarray(np.zeros((1, 1, 3), np.uint8)).save(folder / "one.png")
+    code, _, err = run_cli(monkeypatch, capsys, "codecs", "--dataset", f"folder:{folder}",
+                           "-c", "jpeg=50", "-c", "png", "--workers", "1",
+                           "--out", str(tmp_path / "run"))  # fmt: skip
+    assert code == 0, err
+    import pandas as pd
+
+    rows = pd.read_parquet(tmp_path / "run" / "results.parquet")
+    assert rows["ssim"].isna().all() and rows["psnr"].notna().all()

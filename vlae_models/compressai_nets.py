@@ -22,7 +22,6 @@ compressai is imported when a model is built, not when the registry lists models
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from vlae_models.checkpoint import load
 from vlae_models.config import ModelConfig, config_dataclass
 from vlae_models.core import LatentModel, ModelError, ModelOutput, register
 from vlae_models.files import atomic_write
+from vlae_models.units import LN2
 
 # Architecture -> (CompressAI's default N, M), the sizes of its quality 1-5 models.
 SIZES = {
@@ -100,7 +100,7 @@ class CompressAINet(LatentModel):
         rate = sum(-torch.log(p).flatten(1).sum(1) for p in out["likelihoods"].values())
         mse = (out["x_hat"] - x).pow(2).flatten(1).mean(1)
         h, w = x.shape[-2:]
-        distortion = self.config.lmbda * 255**2 * mse * (h * w * math.log(2))
+        distortion = self.config.lmbda * 255**2 * mse * (h * w * LN2)
         aux = self.net.aux_loss().expand(x.shape[0])
         return ModelOutput(distortion, rate, {"aux_loss": aux, "mse": mse.detach()})
 

@@ -60,8 +60,8 @@ from vlae_models.core import (
     compile_networks,
 )
 from vlae_models.files import atomic_write
+from vlae_models.units import LN2
 
-LN2 = math.log(2.0)
 AU_THRESHOLD = 0.01
 AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 

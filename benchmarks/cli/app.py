@@ -25,11 +25,20 @@ app.add_typer(zoo_app, name="zoo")
 
 DataDir = typer.Option(None, "--data-dir", help="Dataset root (else $VLAE_BENCH_DATA, cache).")
 Plugins = typer.Option(
-    [], "--plugin",
+    [], "--plugin", metavar="MODULE|FILE",
     help="A module (pkg.module) or .py file registering your own models, methods or metrics "
     "(also $VLAE_BENCH_PLUGINS, comma-separated). Repeatable.",
 )  # fmt: skip
 PLUGINS_ENV = "VLAE_BENCH_PLUGINS"
+
+
+@app.callback()
+def plugins_for_every_command(plugin: list[str] = Plugins) -> None:
+    """Benchmark lossy latent-variable image models against classical and learned codecs.
+
+    `--plugin` before a command (`vlae-bench --plugin my_codecs.py report ...`) loads the
+    plugin for any command; commands that look names up also take it after their name."""
+    load_plugins(plugin)
 
 
 def echo_err(text: str) -> None:

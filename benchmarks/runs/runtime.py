@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ class Runtime:
     plugins: tuple[Origin, ...] = ()
 
     def with_plugins(self) -> Runtime:
-        """This runtime carrying the plugins this process has loaded or registered."""
-        return Runtime(self.data_dir, self.device, self.threads, self.compile,
-                       tuple(portable_origins()))  # fmt: skip
+        """This runtime carrying, beside its own, the plugins this process has loaded or
+        registered."""
+        plugins = tuple(dict.fromkeys([*self.plugins, *portable_origins()]))
+        return dataclasses.replace(self, plugins=plugins)

@@ -55,8 +55,8 @@ def run_sweep(
     poll_s: float = 2.0,
 ) -> SweepSummary:
     """Run every job that is not complete, ``workers`` at a time, and report progress.
-    ``runtime`` holds what changes no number: data folder, device, threads, compile, and
-    the plugins the workers import again."""
+    ``runtime`` holds what changes no number: data folder, device, threads, compile; the
+    workers import this process's plugins again (registered classes included)."""
     if launcher not in LAUNCHERS:
         raise BenchError(f"unknown launcher {launcher!r}; use one of {', '.join(LAUNCHERS)}")
     out = Path(out)
@@ -76,7 +76,7 @@ def run_sweep(
     echo(f"{len(jobs)} jobs: {done} complete, {len(todo)} to run ({launcher}){note}")
     if todo:
         LAUNCHERS[launcher](
-            todo, out, summary, workers=workers, runtime=runtime,
+            todo, out, summary, workers=workers, runtime=runtime.with_plugins(),
             cluster_params=cluster_params or {}, echo=echo, poll_s=poll_s,
         )  # fmt: skip
     for job in todo:
@@ -171,7 +171,7 @@ def sweep_to(
     spec = load_spec(spec_path)
     jobs = expand(spec, profile, list(only) if only else None)
     summary = run_sweep(
-        jobs, out, launcher=launcher, workers=workers, runtime=runtime.with_plugins(),
+        jobs, out, launcher=launcher, workers=workers, runtime=runtime,
         cluster_params=cluster_params, echo=echo,
     )  # fmt: skip
     table, files = finish_sweep(spec, jobs, out, anchor=anchor)
