@@ -150,19 +150,29 @@ def _read_checksums(folder: Path) -> dict[str, set[str]]:
     return found
 
 
-def verify(file: Path) -> None:
-    """Refuse a results file whose SHA-256 is not the one its folder's checksum file lists."""
+def verify(file: Path, unverified_ok: bool = False) -> bool:
+    """Refuse a results file whose SHA-256 is not the one its folder's checksum file lists;
+    True when it was checked. A folder without a checksum file cannot be checked: refused,
+    unless ``unverified_ok`` (the report then says so), so that a deleted checksum file can
+    never turn integrity checking off silently."""
+    if not (file.parent / CHECKSUMS).exists():
+        if unverified_ok:
+            return False
+        raise BenchError(
+            f"{file.parent / CHECKSUMS} is missing, so {file.name} cannot be verified; restore "
+            "it (or rerun the command that made the table), or render it marked unverified "
+            "(report --unverified)"
+        )
     listed = _read_checksums(file.parent).get(file.name)
     if listed is None:
-        if (file.parent / CHECKSUMS).exists():
-            raise BenchError(f"{file} is not listed in {file.parent / CHECKSUMS}")
-        return  # a table made by hand, or by a version before checksums
+        raise BenchError(f"{file} is not listed in {file.parent / CHECKSUMS}")
     digest = hashlib.sha256(file.read_bytes()).hexdigest()
     if digest not in listed:
         raise BenchError(
             f"{file} fails its checksum in {CHECKSUMS} (damaged or edited); rerun the command "
             "that made it, or restore it"
         )
+    return True
 
 
 def _normalise_types(frame: pd.DataFrame) -> pd.DataFrame:
@@ -176,15 +186,23 @@ def _normalise_types(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def read_results(paths: Iterable[Path]) -> pd.DataFrame:
-    """Load, verify and concatenate stored results; each path is a run folder or a file."""
-    frames = []
+def read_results(paths: Iterable[Path], unverified_ok: bool = False) -> pd.DataFrame:
+    """Load, verify and concatenate stored results; each path is a run folder or a file.
+
+    Every results file of a folder is verified against its checksums (the CSV beside the
+    Parquet too: it is what people open). A table without checksums is refused, or with
+    ``unverified_ok`` read and listed in ``frame.attrs["unverified"]``."""
+    frames, unverified = [], []
     for path in paths:
         path = Path(path)
         file = path / PARQUET if path.is_dir() else path
         if not file.exists():
             raise BenchError(f"no results at {path} (expected {PARQUET} or {CSV})")
-        verify(file)
+        if not verify(file, unverified_ok):
+            unverified.append(str(file))
+        beside = file.parent / (CSV if file.name == PARQUET else PARQUET)
+        if beside.exists() and beside.name in (CSV, PARQUET) and file.name in (CSV, PARQUET):
+            verify(beside, unverified_ok)
         try:
             frame = pd.read_parquet(file) if file.suffix == ".parquet" else pd.read_csv(file)
         except Exception as err:  # pyarrow and pandas raise many types for a damaged file
@@ -201,7 +219,7 @@ def read_results(paths: Iterable[Path]) -> pd.DataFrame:
     for part in frames:
         attrs = merge_attrs(attrs, part.attrs)
     frame = make_frame(pd.concat(frames, ignore_index=True).to_dict("records"))
-    frame.attrs = attrs
+    frame.attrs = {**attrs, **({"unverified": unverified} if unverified else {})}
     refuse_duplicates(frame)
     return frame
 

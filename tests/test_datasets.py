@@ -182,14 +182,27 @@ def test_missing_data_dir_is_an_error(tmp_path: Path) -> None:
         load_images("kodak", data_dir=tmp_path / "typo")
 
 
-def test_offline_and_nowhere_names_the_needed_files(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.delenv("VLAE_BENCH_DATA", raising=False)
-    (tmp_path / "empty").mkdir()
+def test_an_explicit_data_dir_is_used_alone(tmp_path: Path, monkeypatch, kodak_dir) -> None:
+    """--data-dir is a promise: a dataset missing there is an error, even where
+    $VLAE_BENCH_DATA holds it (it was once read from there, silently)."""
+    monkeypatch.setenv("VLAE_BENCH_DATA", str(kodak_dir.parent))
+    (tmp_path / "empty" / "kodak").mkdir(parents=True)
     with pytest.raises(DatasetError) as info:
         load_images("kodak", data_dir=tmp_path / "empty")
     message = str(info.value)
+    assert f"--data-dir={tmp_path / 'empty'}" in message and "VLAE_BENCH_DATA=" not in message
+    assert "leave --data-dir out" in message and "kodim01.png..kodim24.png" in message
+    assert len(load_images("kodak", limit=1)) == 1  # without it, the environment's copy
+
+
+def test_offline_and_nowhere_names_the_needed_files(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("VLAE_BENCH_DATA", raising=False)
+    monkeypatch.setenv("VLAE_BENCH_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(DatasetError) as info:
+        load_images("kodak")
+    message = str(info.value)
     assert "kodim01.png..kodim24.png" in message and "kodak/" in message
-    assert str(tmp_path / "empty") in message and "VLAE_BENCH_OFFLINE" in message
+    assert str(tmp_path / "cache") in message and "VLAE_BENCH_OFFLINE" in message
     assert "http://r0k.us/graphics/kodak/" in message and "\n" not in message
 
     with pytest.raises(DatasetError, match="t10k-images-idx3-ubyte.gz.*mnist/"):

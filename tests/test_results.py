@@ -64,8 +64,10 @@ def test_read_results_errors(tmp_path):
     with pytest.raises(BenchError, match="no results"):
         read_results([tmp_path])
     (tmp_path / "results.parquet").write_bytes(b"not parquet")
-    with pytest.raises(BenchError, match="cannot read results file"):
+    with pytest.raises(BenchError, match="results.sha256 is missing"):
         read_results([tmp_path])
+    with pytest.raises(BenchError, match="cannot read results file"):
+        read_results([tmp_path], unverified_ok=True)
 
 
 def test_unknown_rate_kind_is_refused():

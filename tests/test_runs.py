@@ -72,6 +72,31 @@ def test_a_flipped_bit_fails_the_checksum(monkeypatch, capsys, kodak3, tmp_path)
         read_results([out / "results.csv"])
 
 
+def test_the_csv_beside_the_parquet_is_verified_too(monkeypatch, capsys, kodak3, tmp_path):
+    """A flipped bit in results.csv (what people open) fails the report, though the Parquet it
+    reads is intact."""
+    out = tmp_path / "run"
+    assert run_cli(monkeypatch, capsys, *codecs_args(kodak3, out, "--limit", "1"))[0] == 0
+    data = bytearray((out / "results.csv").read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (out / "results.csv").write_bytes(bytes(data))
+    code, _, err = run_cli(monkeypatch, capsys, "report", str(out))
+    assert_one_line_error(code, err, "results.csv fails its checksum")
+
+
+def test_a_deleted_checksum_file_is_refused_or_rendered_marked_unverified(
+    monkeypatch, capsys, kodak3, tmp_path
+):
+    out = tmp_path / "run"
+    assert run_cli(monkeypatch, capsys, *codecs_args(kodak3, out, "--limit", "1"))[0] == 0
+    (out / "results.sha256").unlink()
+    code, _, err = run_cli(monkeypatch, capsys, "report", str(out))
+    assert_one_line_error(code, err, "results.sha256 is missing", "--unverified")
+    code, _, err = run_cli(monkeypatch, capsys, "report", str(out), "--unverified")
+    assert code == 0 and "has no checksums" in err
+    assert "**Unverified:**" in (out / "report.md").read_text()
+
+
 def test_overlapping_runs_are_refused_and_other_image_sets_kept_apart(
     monkeypatch, capsys, kodak3, tmp_path
 ):
@@ -195,3 +220,60 @@ def test_option_errors_are_one_line(monkeypatch, capsys, tmp_path):
     code, _, err = run_cli(monkeypatch, capsys, "train", "beta-vae", "--dataset", "mnist",
                            "--steps", "1", "--set", "lr=abc", "--out", str(tmp_path))  # fmt: skip
     assert_one_line_error(code, err, "lr", "valid number", "abc")
+
+
+def _full_disk_after(monkeypatch, module, name: str, writes: int) -> None:
+    """The disk fills up after ``writes`` writes of files called ``name``."""
+    import errno
+
+    from vlae_models import files
+
+    real, count = files._fill, {"n": 0}
+
+    def fill(tmp, content):
+        if tmp.name.startswith(f".{name}."):
+            count["n"] += 1
+            if count["n"] > writes:
+                raise OSError(errno.ENOSPC, "No space left on device")
+        real(tmp, content)
+
+    monkeypatch.setattr(files, "_fill", fill)
+
+
+def test_a_full_disk_during_codecs_is_one_line_and_keeps_the_rows(
+    monkeypatch, capsys, kodak3, tmp_path
+):
+    import benchmarks.runs.store as store
+
+    out = tmp_path / "run"
+    real_start = store.RunStore.__post_init__
+
+    def flush_after_every_task(self):
+        real_start(self)
+        self.flush_every = -1.0
+
+    monkeypatch.setattr(store.RunStore, "__post_init__", flush_after_every_task)
+    _full_disk_after(monkeypatch, None, "results.parquet", 2)
+    code, _, err = run_cli(monkeypatch, capsys, *codecs_args(kodak3, out, "--limit", "3"))
+    assert_one_line_error(code, err, "the disk is full", "results.parquet", "rerun")
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"] == "failed" and "disk is full" in record["error"]
+    kept = read_results([out])  # the last complete write, intact and verified
+    assert len(kept) == 2 * len(kept["value"].unique())
+
+
+def test_a_full_disk_during_training_is_one_line_and_keeps_the_checkpoint(
+    monkeypatch, capsys, binarized_mnist_dir, tmp_path
+):
+    out = tmp_path / "train"
+    _full_disk_after(monkeypatch, None, "checkpoint.safetensors", 1)
+    code, _, err = run_cli(monkeypatch, capsys, "train", "beta-vae", "--dataset",
+                           "binarized-mnist", "--data-dir", str(binarized_mnist_dir.parent),
+                           "--steps", "4", "--set", "checkpoint_every=2", "--set", "width=8",
+                           "--set", "batch_size=8", "--set", "progress=false",
+                           "--out", str(out))  # fmt: skip
+    assert_one_line_error(code, err, "the disk is full", "checkpoint.safetensors")
+    assert json.loads((out / "run.json").read_text())["status"] == "failed"
+    from vlae_models.checkpoint import read_meta
+
+    assert read_meta(out / "checkpoint.safetensors")["step"] == 2  # the last one written

@@ -114,3 +114,27 @@ def test_the_training_loop_and_a_dataloader_loop_are_timed_side_by_side(binarize
 def test_bad_throughput_input_is_one_line(monkeypatch, capsys, tmp_path, args, message):
     code, _, stderr = run_cli(monkeypatch, capsys, "throughput", *args, "--out", str(tmp_path))
     assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", ["throughput", "codecs"])
+def test_a_device_this_machine_lacks_is_one_line(command, monkeypatch, capsys, tmp_path):
+    import torch
+    from conftest import assert_one_line_error, run_cli
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    first = ["jpeg=50"] if command == "throughput" else ["-c", "jpeg=50"]
+    code, _, err = run_cli(monkeypatch, capsys, command, *first, "--device", "cuda", "--out",
+                           str(tmp_path / "o"))  # fmt: skip
+    assert_one_line_error(code, err, "device 'cuda' requested but CUDA is not available")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("target", ["jpeg=50", "beta-vae"])
+def test_a_batch_that_cannot_fit_is_refused_before_it_is_built(target, monkeypatch, capsys,
+                                                               tmp_path):  # fmt: skip
+    from conftest import assert_one_line_error, run_cli
+
+    code, _, err = run_cli(monkeypatch, capsys, "throughput", target, "--batch-size",
+                           "100000000", "--out", str(tmp_path / "o"))  # fmt: skip
+    assert_one_line_error(code, err, "batch size 100000000", "use a smaller --batch-size")

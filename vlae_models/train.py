@@ -50,7 +50,7 @@ from vlae_models.config import TrainConfig, validate
 from vlae_models.core import LatentModel, ModelError, ModelOutput, as_nchw, build, check_output
 from vlae_models.distributed import SINGLE, Group, join, noise_shard, rank_device
 from vlae_models.evaluate import evaluate
-from vlae_models.files import atomic_write
+from vlae_models.files import append_line, atomic_write
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
 LOG_NAME = "train_log.jsonl"
@@ -63,11 +63,18 @@ class TrainingDivergedError(ModelError):
 
 
 def resolve_device(name: str) -> torch.device:
+    """``auto`` (CUDA where there is one), or the device named; one that does not exist here
+    is a one-line error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ModelError(f"unknown device '{name}' (cpu, cuda, cuda:1, ...)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ModelError(f"device '{name}' requested but CUDA is not available")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ModelError(f"device '{name}': there are {torch.cuda.device_count()} CUDA devices")
     return device
 
 
@@ -393,10 +400,8 @@ class TrainLog:
             atomic_write(self.path, "".join(line + "\n" for line in keep))
 
     def write(self, record: dict[str, Any]) -> None:
-        if not self.enabled:
-            return
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        if self.enabled:
+            append_line(self.path, json.dumps(record))
 
 
 def _step(line: str) -> float:

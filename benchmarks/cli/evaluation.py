@@ -133,12 +133,17 @@ def report(
     entropy: float | None = typer.Option(
         None, help="The data's entropy in nats per image, where known: drawn as R = H - D."
     ),
+    unverified: bool = typer.Option(
+        False, help="Render tables without checksums (results.sha256), marked unverified."
+    ),
 ) -> None:
     """Re-render tables and plots from stored results, combining several runs."""
     from benchmarks.report import render_report
     from benchmarks.results import load_runs, read_results
 
-    frame = read_results(runs)
+    frame = read_results(runs, unverified_ok=unverified)
+    for file in frame.attrs.get("unverified", []):
+        echo_err(f"warning: {file} has no checksums; the report says it is unverified")
     target = out or run_folder(runs[0])
     files = render_report(
         frame, target, runs=load_runs(runs), anchor=anchor, latex=latex, html=html,

@@ -2,7 +2,9 @@
 
 Lookup order for the folder of a dataset (e.g. ``kodak/``):
 
-1. the ``data_dir`` argument (the CLI's ``--data-dir``),
+1. the ``data_dir`` argument (the CLI's ``--data-dir``): when given, it is the only place
+   looked at (an explicit folder is a promise: a dataset missing there is an error, not a
+   reason to read another copy from elsewhere);
 2. the ``VLAE_BENCH_DATA`` environment variable,
 3. the user cache (``platformdirs.user_cache_dir("vlae-bench")``, or ``VLAE_BENCH_CACHE``),
 4. a download into the cache with pooch, checked against the pinned hash,
@@ -100,7 +102,12 @@ def resolve_files(
     """Verified local paths of the files `keys` of `spec`; downloads them if no root has all."""
     assert spec.folder is not None, f"{spec.name} has no files"
     roots = data_root_candidates(data_dir)
+    if data_dir is not None:
+        roots = roots[:1]
     found = _first_complete_root(spec, keys, roots)
+    if found is None and data_dir is not None:
+        raise _not_found(spec, keys, roots, "leave --data-dir out to look in "
+                         f"${ENV_DATA} and the cache, and to download")  # fmt: skip
     if found is None:
         found = _download(spec, keys, roots)
     for path, file_spec in found.values():

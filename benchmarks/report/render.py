@@ -61,6 +61,10 @@ def render_report(
     agg = aggregate(frame[frame["image"] != ALL_IMAGES], extra=list(extra))
     figures = rd_plots(agg, out_dir, extra)
     md = ["# vlae-bench report", ""]
+    if frame.attrs.get("unverified"):
+        files = ", ".join(f"`{f}`" for f in frame.attrs["unverified"])
+        md += [f"**Unverified:** {files} had no checksums (`results.sha256`): nothing shows "
+               "that these numbers are the ones their command wrote.", ""]  # fmt: skip
     tex: list[str] = []
     for run in runs or []:
         md.append(f"- run `{run.get('run_id')}` ({run.get('status')}): `{run.get('command')}`")

@@ -18,6 +18,7 @@ from benchmarks.datasets import DatasetView, NamedImage, is_image_dataset, load_
 from benchmarks.evaluation.engine import run_tasks
 from benchmarks.metrics import column_info, metric_names
 from benchmarks.runs.store import Job, RunStore
+from vlae_models.train import resolve_device
 from vlae_models.zoo import weights_digest
 
 
@@ -41,6 +42,7 @@ def evaluate_to(
     dataset into the run folder ``out`` (resuming it) and return the store. ``metrics``
     adds metrics beside the default set. An interrupt keeps every finished row; rerunning
     the same command resumes."""
+    resolve_device(device)  # a device this machine lacks: one line, before any work
     settings, notes = plan(methods, quality)
     scored = metric_names(metrics)
     items = load_items(dataset, split=split, data_dir=data_dir, limit=limit)

@@ -30,7 +30,7 @@ from typing import Any
 
 from benchmarks.errors import BenchError
 from benchmarks.results import read_record
-from vlae_models.files import atomic_write
+from vlae_models.files import DiskFullError, atomic_write
 
 STATES = ("pending", "running", "stopped", "complete", "failed", "conflict")
 
@@ -95,7 +95,16 @@ class JobRecord:
         return status if status in ("complete", "failed") else "stopped"
 
     def write(self, info: Mapping[str, Any]) -> None:
-        write_json(self.path, info)
+        try:
+            write_json(self.path, info)
+        except DiskFullError:  # no room for a new file: overwrite the record where it is
+            text = json.dumps(info, indent=2, sort_keys=True, default=str) + "\n"
+            try:
+                with self.path.open("r+" if self.path.exists() else "w") as f:
+                    f.write(text)
+                    f.truncate()
+            except OSError:  # not even that: the next run sees a run that stopped
+                pass
 
     def check(
         self, job_id: str, config: Mapping[str, Any], *, replace: bool = False

@@ -25,6 +25,7 @@ from benchmarks.runs.job import JOB_JSON, job_state, read_job, training_progress
 from benchmarks.runs.launchers import LAUNCHERS, SweepSummary
 from benchmarks.runs.runtime import Runtime
 from benchmarks.runs.spec import Spec, SweepJob, expand, load_spec
+from vlae_models.train import resolve_device
 
 # --- the sweep -----------------------------------------------------------------------------
 
@@ -59,6 +60,7 @@ def run_sweep(
     workers import this process's plugins again (registered classes included)."""
     if launcher not in LAUNCHERS:
         raise BenchError(f"unknown launcher {launcher!r}; use one of {', '.join(LAUNCHERS)}")
+    resolve_device(runtime.device)  # a device this machine lacks: one line, before any job
     out = Path(out)
     make_folder(out)
     conflicts = [j.folder for j in jobs if job_state(out, j) == "conflict"]

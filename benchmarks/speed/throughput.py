@@ -51,7 +51,14 @@ from benchmarks.results import ALL_IMAGES
 from benchmarks.runs.store import Job, RunStore
 from vlae_models.checkpoint import load
 from vlae_models.core import MODELS, build, compile_networks
-from vlae_models.train import EpochBatches, TrainConfig, TrainState, make_optimizer, training_step
+from vlae_models.train import (
+    EpochBatches,
+    TrainConfig,
+    TrainState,
+    make_optimizer,
+    resolve_device,
+    training_step,
+)
 from vlae_models.zoo import resolve
 
 PHASES = ("train_step", "forward", "encode", "decode", "sample")
@@ -448,6 +455,7 @@ def measure(
     }  # fmt: skip
     rows = []
     for batch_size in batch_sizes:
+        check_memory(target, batch_size, data_dir, dataset, images)
         if target.model is not None:
             pixels, data = sample_batch(target, batch_size, data_dir)
             calls = model_phases(target, pixels, dtype, channels_last, copy.deepcopy(trainee))
@@ -472,6 +480,33 @@ def measure(
     return rows
 
 
+# Bytes a batch needs per byte of its raw images: a model's float activations (a few dozen
+# float32 maps per pixel), a codec's streams and decoded images beside the originals.
+MODEL_BYTES_PER_BYTE, CODEC_BYTES_PER_BYTE = 256, 3
+MEMORY_SHARE = 0.5  # of the memory available now
+
+
+def check_memory(
+    target: Target, batch_size: int, data_dir: Any, dataset: str | None,
+    images: Sequence[np.ndarray] | None,
+) -> None:  # fmt: skip
+    """Refuse, before building it, a batch that could not fit: its raw images times what a
+    model or a codec holds per raw byte, against half the memory available now. (A batch of
+    10**8 JPEG images once grew to 20 GB before the machine killed it.)"""
+    if target.model is not None:
+        c, s = target.model.config.in_channels, target.model.config.image_size
+        need = batch_size * c * s * s * MODEL_BYTES_PER_BYTE
+    else:
+        one = images[0] if images else codec_images(target, 1, data_dir, dataset)[0][0]
+        need = batch_size * one.nbytes * CODEC_BYTES_PER_BYTE
+    have = psutil.virtual_memory().available
+    if need > MEMORY_SHARE * have:
+        raise BenchError(
+            f"batch size {batch_size} of {target.label} needs about {need / 2**30:.1f} GB; "
+            f"{have / 2**30:.1f} GB are available: use a smaller --batch-size"
+        )
+
+
 def throughput_to(
     out: Any,
     targets: Sequence[str],
@@ -483,6 +518,7 @@ def throughput_to(
 ) -> Any:
     """Measure every target (see :func:`measure` for ``settings``) into the run folder ``out``;
     a target already measured there with the same settings is kept, not re-timed."""
+    resolve_device(device)  # a device this machine lacks: one line, before any work
     config = {"targets": list(targets), "device": device,
               **{k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()
                  if k != "data_dir" and not (k == "dataset" and v is None)}}  # fmt: skip
