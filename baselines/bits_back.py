@@ -25,11 +25,18 @@ import numpy as np
 
 from baselines import container
 from baselines.codec import Codec
-from baselines.method import METHODS, Coding, MethodError, ParamSpec, Setting, parse_values
+from baselines.method import (
+    Coding,
+    MethodError,
+    ParamSpec,
+    Setting,
+    parse_values,
+    register_method,
+)
 from vlae_models.units import LN2
 
 
-@METHODS.add("bb-ans")
+@register_method("bb-ans")
 class BitsBackMethod(Codec):
     """BB-ANS (Townsend, Bird & Barber 2019) on constriction's ANS, for a trained VAE."""
 

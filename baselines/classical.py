@@ -31,8 +31,8 @@ from typing import Any, ClassVar
 import numpy as np
 from PIL import Image, features
 
-from baselines.codec import Codec, CodecError, register_codec
-from baselines.method import ParamSpec
+from baselines.codec import Codec
+from baselines.method import MethodError, ParamSpec, register_method
 
 QUALITY = ParamSpec("quality", 0, 100, 75, sweep=tuple(range(10, 100, 10)))
 
@@ -71,7 +71,7 @@ class PillowCodec(Codec):
             return np.asarray(img)
 
 
-@register_codec
+@register_method("jpeg")
 class Jpeg(PillowCodec):
     name = "jpeg"
     description = "JPEG (libjpeg via Pillow), 4:2:0 chroma subsampling"
@@ -84,14 +84,14 @@ class Jpeg(PillowCodec):
         return {"quality": self.value, "subsampling": self.subsampling}
 
 
-@register_codec
+@register_method("jpeg444")
 class Jpeg444(Jpeg):
     name = "jpeg444"
     description = "JPEG (libjpeg via Pillow), 4:4:4 (no chroma subsampling)"
     subsampling = 0
 
 
-@register_codec
+@register_method("webp")
 class WebP(PillowCodec):
     name = "webp"
     description = "WebP lossy (libwebp via Pillow), method 4"
@@ -103,7 +103,7 @@ class WebP(PillowCodec):
         return {"quality": self.value, "method": 4}
 
 
-@register_codec
+@register_method("avif")
 class Avif(PillowCodec):
     name = "avif"
     description = "AVIF (libavif via Pillow), speed 6, 4:2:0"
@@ -115,7 +115,7 @@ class Avif(PillowCodec):
         return {"quality": self.value, "speed": 6, "subsampling": "4:2:0", "max_threads": 1}
 
 
-@register_codec
+@register_method("jpeg2000")
 class Jpeg2000(PillowCodec):
     name = "jpeg2000"
     description = "JPEG 2000 (OpenJPEG via Pillow), 9/7 wavelet, target PSNR in dB"
@@ -134,7 +134,7 @@ class Jpeg2000(PillowCodec):
         }
 
 
-@register_codec
+@register_method("jxl")
 class JpegXL(PillowCodec):
     name = "jxl"
     description = "JPEG XL (libjxl via pillow-jxl-plugin), effort 7"
@@ -155,7 +155,7 @@ class JpegXL(PillowCodec):
         return {"quality": self.value, "effort": 7, "num_threads": 1}
 
 
-@register_codec
+@register_method("png")
 class Png(PillowCodec):
     name = "png"
     description = "PNG (zlib via Pillow), lossless"
@@ -185,7 +185,7 @@ class ArrayCodec(Codec):
 
     def encode(self, image: np.ndarray) -> bytes:
         if image.dtype != np.uint8:
-            raise CodecError(f"codec '{self.name}' takes uint8 arrays, got {image.dtype}")
+            raise MethodError(f"codec '{self.name}' takes uint8 arrays, got {image.dtype}")
         packed = bool(image.size) and int(image.max()) <= 1
         payload = np.packbits(image, axis=None) if packed else np.ascontiguousarray(image)
         header = _HEADER.pack(_MAGIC, packed, image.ndim)
@@ -197,7 +197,7 @@ class ArrayCodec(Codec):
             raw = self.decompress(data)
             magic, packed, ndim = _HEADER.unpack_from(raw)
             if magic != _MAGIC:
-                raise CodecError(f"codec '{self.name}': not a vlae-bench array stream")
+                raise MethodError(f"codec '{self.name}': not a vlae-bench array stream")
             shape = struct.unpack_from(f"<{ndim}I", raw, _HEADER.size)
             body = np.frombuffer(raw, np.uint8, offset=_HEADER.size + 4 * ndim)
             count = int(np.prod(shape))
@@ -205,7 +205,7 @@ class ArrayCodec(Codec):
             return values.reshape(shape).copy()
 
 
-@register_codec
+@register_method("gzip")
 class Gzip(ArrayCodec):
     name = "gzip"
     description = "gzip (DEFLATE) of the raw array, bit-packed when binary"
@@ -218,7 +218,7 @@ class Gzip(ArrayCodec):
         return gzip.decompress(data)
 
 
-@register_codec
+@register_method("bz2")
 class Bzip2(ArrayCodec):
     name = "bz2"
     description = "bzip2 of the raw array, bit-packed when binary"
@@ -231,7 +231,7 @@ class Bzip2(ArrayCodec):
         return bz2.decompress(data)
 
 
-@register_codec
+@register_method("lzma")
 class Lzma(ArrayCodec):
     name = "lzma"
     description = "xz/LZMA2 of the raw array, bit-packed when binary"
@@ -246,14 +246,14 @@ class Lzma(ArrayCodec):
 
 @contextlib.contextmanager
 def _stream_errors(codec: str) -> Iterator[None]:
-    """A stream the library cannot decode (cut, corrupt, not its format) is a CodecError."""
+    """A stream the library cannot decode (cut, corrupt, not its format) is a MethodError."""
     try:
         yield
-    except CodecError:
+    except MethodError:
         raise
     except (OSError, EOFError, SyntaxError, ValueError, RuntimeError, struct.error, zlib.error,
             lzma.LZMAError, Image.DecompressionBombError) as err:  # fmt: skip
-        raise CodecError(f"codec '{codec}' cannot decode the stream: {err}") from None
+        raise MethodError(f"codec '{codec}' cannot decode the stream: {err}") from None
 
 
 def _check_image(codec: str, image: np.ndarray) -> None:
@@ -262,6 +262,6 @@ def _check_image(codec: str, image: np.ndarray) -> None:
         or image.ndim not in (2, 3)
         or (image.ndim == 3 and image.shape[2] != 3)
     ):
-        raise CodecError(
+        raise MethodError(
             f"codec '{codec}' takes uint8 HxW or HxWx3 images, got {image.dtype} {image.shape}"
         )

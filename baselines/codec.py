@@ -24,8 +24,6 @@ import numpy as np
 from baselines.method import METHODS, Coding, Method, MethodError, available_method
 from vlae_models.units import LN2
 
-CodecError = MethodError  # the name codec code and tests have always used
-
 
 class Codec(Method):
     """A method whose rate is the length of the stream it writes (``rate_kind`` ``coded``)."""
@@ -67,16 +65,11 @@ class Codec(Method):
         return codings
 
 
-def register_codec(cls: type[Codec]) -> type[Codec]:
-    """Class decorator for built-in codecs: register ``cls`` under its ``name``."""
-    return METHODS.add(cls.name)(cls)
-
-
 def codec_class(name: str) -> type[Codec]:
-    """Look a codec up by name; unknown or unavailable codecs raise CodecError."""
+    """Look a codec up by name; unknown or unavailable codecs raise MethodError."""
     cls = available_method(name)
     if not issubclass(cls, Codec):
-        raise CodecError(f"'{name}' is a method but not a codec")
+        raise MethodError(f"'{name}' is a method but not a codec")
     return cls
 
 

@@ -34,7 +34,7 @@ import numpy as np
 
 from baselines import container
 from baselines.codec import Codec
-from baselines.method import METHODS, Coding, MethodError, ParamSpec, Setting
+from baselines.method import Coding, MethodError, ParamSpec, Setting, register_method
 from vlae_models.units import LN2
 
 ARCHITECTURES = {
@@ -266,7 +266,7 @@ def _now(torch: Any, device: Any) -> float:
 
 
 for _arch in ARCHITECTURES:
-    METHODS.add(_arch)(
+    register_method(_arch)(
         type(
             f"CompressAI_{ARCHITECTURES[_arch]}",
             (CompressAICodec,),

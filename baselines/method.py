@@ -165,12 +165,12 @@ def _adopt(name: str, cls: Any) -> type[Method]:
             f"method '{name}': {cls.__name__} has no param (a ParamSpec: the one parameter "
             "its rate is controlled by, e.g. ParamSpec('level', 0, 9, 9))"
         )
-    declared = getattr(cls, "name", None)
+    declared = cls.__dict__.get("name")  # its own, not a parent's: a subclass is another method
     if declared not in (None, name):
         raise PluginError(f"method '{name}': {cls.__name__}.name is {declared!r}, not {name!r}")
     cls.name = name
-    if not getattr(cls, "description", None):
-        cls.description = (cls.__doc__ or cls.__name__).strip().splitlines()[0]
+    if not cls.__dict__.get("description"):
+        cls.description = (cls.__dict__.get("__doc__") or cls.__name__).strip().splitlines()[0]
     return cls
 
 

@@ -30,11 +30,11 @@ import numpy as np
 
 from baselines import container
 from baselines.codec import Codec
-from baselines.method import METHODS, Coding, MethodError, ParamSpec, Setting
+from baselines.method import Coding, MethodError, ParamSpec, Setting, register_method
 from vlae_models.units import LN2
 
 
-@METHODS.add("model")
+@register_method("model")
 class ModelMethod(Codec):
     """A checkpoint written by ``vlae-bench train`` (or a zoo file), scored as a method."""
 
@@ -132,13 +132,19 @@ class ModelMethod(Codec):
         forward pass at seed 0) and the columns beside them."""
         import torch
 
+        from vlae_models.core import ModelError, check_output
+
         x = self.model.prepare(to_tiles(image, self.model.config.image_size).to(self.device))
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            out = self.model(x)
+            out = check_output(self.model(x), self.model, len(x))
         extra = {"distortion_nats": float(out.distortion.sum()), "checkpoint": self.source}
         if not self.model.has_continuous_latents:
-            return x, {k: float(out.extras[f"rate_{k}"].sum()) for k in ("fixed", "prior")}, extra
+            kinds = ("fixed", "prior")
+            if any(f"rate_{k}" not in out.extras for k in kinds):
+                raise ModelError(f"'{self.model.registry_name}' has discrete latents: its forward "
+                                 "must put rate_fixed and rate_prior in extras")  # fmt: skip
+            return x, {k: float(out.extras[f"rate_{k}"].sum()) for k in kinds}, extra
         rate = float(out.rate.sum())
         if self.model.rate_kind == "kl":
             extra["kl_nats"] = rate
@@ -203,7 +209,7 @@ def from_tiles(tiles: Any, shape: Sequence[int]) -> np.ndarray:
     return np.ascontiguousarray(image[..., 0] if len(shape) == 2 else image)
 
 
-@METHODS.add("zoo")
+@register_method("zoo")
 class ZooMethod(ModelMethod):
     """A checkpoint of the suite's offline zoo by name: ``zoo:NAME`` (see ``results/zoo``)."""
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from baselines.codec import CodecError, all_codecs, make_codec
-from baselines.method import METHODS
+from baselines.codec import all_codecs, make_codec
+from baselines.method import METHODS, MethodError
 from benchmarks.metrics.image import psnr
 
 # The built-in codecs that need no weights (the classical ones); every stream method,
@@ -93,16 +93,16 @@ def test_jpeg2000_meets_its_psnr_target_roughly(photo):
 
 
 def test_unknown_codec_and_out_of_range_quality_are_clear_errors():
-    with pytest.raises(CodecError, match="unknown method 'nope'"):
+    with pytest.raises(MethodError, match="unknown method 'nope'"):
         make_codec("nope")
-    with pytest.raises(CodecError, match="quality 120 out of range for 'jpeg'"):
+    with pytest.raises(MethodError, match="quality 120 out of range for 'jpeg'"):
         make_codec("jpeg", 120)
-    with pytest.raises(CodecError, match="must be an integer"):
+    with pytest.raises(MethodError, match="must be an integer"):
         make_codec("webp", 50.5)
 
 
 def test_codec_rejects_wrong_input(photo):
-    with pytest.raises(CodecError, match="uint8"):
+    with pytest.raises(MethodError, match="uint8"):
         make_codec("jpeg").encode(photo.astype(np.float32))
 
 

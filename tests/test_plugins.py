@@ -197,8 +197,58 @@ BAD = {
         from benchmarks import register_method
 
         @register_method("twin")
-        class TwinA(Png):
-            name = None
+        class TwinA(Png):  # a built-in's subclass is another method, under its own name
+            pass
+    """,
+    "raising_codec.py": """
+        from benchmarks import Codec, ParamSpec, register_method
+
+        @register_method("divides")
+        class Divides(Codec):
+            param = ParamSpec("level", 0, 9, 1)
+
+            def encode(self, image):
+                return bytes([1 // 0])
+
+            def decode(self, data):
+                return data
+    """,
+    "psnr_again.py": """
+        from benchmarks import Metric, register_metric
+
+        @register_metric("my-psnr")
+        class MyPsnr(Metric):
+            columns = {"psnr": "lower"}
+
+            def score(self, original, reconstruction):
+                return {"psnr": 0.0}
+
+        @register_metric("my-bpp")
+        class MyBpp(Metric):
+            columns = {"bpp": "lower"}
+
+            def score(self, original, reconstruction):
+                return {"bpp": 0.0}
+    """,
+    "plain_config.py": """
+        import dataclasses
+
+        from benchmarks import LatentModel, register_model
+
+        @dataclasses.dataclass
+        class PlainConfig:
+            latent_dim: int = 4
+
+        @register_model("plain-config", PlainConfig)
+        class Plain(LatentModel):
+            def forward(self, x):
+                return None
+
+            def reconstruct(self, x):
+                return x
+
+            def sample(self, n, mode="mean"):
+                return None
     """,
     "bad_decode.py": """
         import numpy as np
@@ -277,6 +327,12 @@ def test_a_class_without_the_required_methods(monkeypatch, capsys, bad):
 
 
 def test_a_name_taken_by_a_built_in_or_another_plugin(monkeypatch, capsys, bad):
+    # in a fresh process, where the plugin registers before the built-ins are loaded
+    done = subprocess.run([sys.executable, "-m", "benchmarks.cli", "codecs", "--list",
+                           "--plugin", str(bad / "jpeg_again.py")], capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert_one_line_error(done.returncode, done.stderr, "jpeg_again.py",
+                          "'jpeg' is already taken by built-in")  # fmt: skip
     code, _, err = run_cli(monkeypatch, capsys, "codecs", "--list", "--plugin",
                            str(bad / "jpeg_again.py"))  # fmt: skip
     assert_one_line_error(code, err, "jpeg_again.py", "'jpeg' is already taken by built-in")
@@ -329,6 +385,30 @@ def test_a_codec_that_decodes_to_the_wrong_shape_keeps_what_was_written(
     assert json.loads((out / "run.json").read_text())["status"] == "failed"
 
 
+def test_a_codec_that_raises_is_one_line_naming_it(monkeypatch, capsys, bad, binarized_mnist_dir):
+    code, _, err = _codecs(monkeypatch, capsys, binarized_mnist_dir.parent, bad / "run", "-c",
+                           "divides", "--workers", "2", "--plugin",
+                           str(bad / "raising_codec.py"))  # fmt: skip
+    assert_one_line_error(code, err, "divides", "raising_codec.py", "ZeroDivisionError")
+
+
+def test_a_metric_may_not_write_anothers_column(monkeypatch, capsys, bad, binarized_mnist_dir):
+    """A metric writing ``psnr`` (the built-in's) or ``bpp`` (the table's) would replace a
+    number: refused before any work."""
+    for metric, column in (("my-psnr", "'psnr', which metric 'psnr'"),
+                           ("my-bpp", "'bpp', which the table")):  # fmt: skip
+        code, _, err = run_cli(monkeypatch, capsys, "codecs", "--dataset", "kodak", "-c", "png",
+                               "--metrics", metric, "--out", str(bad / metric), "--plugin",
+                               str(bad / "psnr_again.py"))  # fmt: skip
+        assert_one_line_error(code, err, f"metric '{metric}'", "psnr_again.py", column)
+        assert not (bad / metric).exists()
+
+
+def test_a_model_config_must_be_a_config_dataclass(monkeypatch, capsys, bad):
+    code, _, err = run_cli(monkeypatch, capsys, "models", "--plugin", str(bad / "plain_config.py"))
+    assert_one_line_error(code, err, "plain_config.py", "plain-config", "config_dataclass")
+
+
 def test_a_metric_that_raises(monkeypatch, capsys, bad, binarized_mnist_dir):
     code, _, err = _codecs(monkeypatch, capsys, binarized_mnist_dir.parent, bad / "run", "-c",
                            "gzip", "--metrics", "raises", "--workers", "2", "--plugin",
@@ -349,6 +429,77 @@ def test_a_model_whose_forward_is_wrong(nan, fragment, monkeypatch, capsys, bad,
                            "--set", "progress=false", "--out", str(bad / "train"),
                            "--plugin", str(bad / "bad_model.py"))  # fmt: skip
     assert_one_line_error(code, err, "model 'bad-model'", "bad_model.py", fragment)
+
+
+def test_one_package_may_register_several_entries_of_one_module(tmp_path):
+    """An installed package whose module decorates its classes and lists them as entry points
+    too: its entries are one plugin's, not rivals for their own names."""
+    site = tmp_path / "site"
+    info = site / "twin_codecs-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: twin-codecs\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        "[vlae_bench.methods]\naa = twin_mod:Aa\nbb = twin_mod:Bb\n"
+    )
+    (site / "twin_mod.py").write_text(textwrap.dedent('''
+        from baselines.classical import Gzip
+        from benchmarks import register_method
+
+        @register_method("aa")
+        class Aa(Gzip):
+            pass
+
+        @register_method("bb")
+        class Bb(Gzip):
+            pass
+    '''))  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    done = subprocess.run([sys.executable, "-m", "benchmarks.cli", "codecs", "--list"],
+                          capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "plugin twin-codecs 1.0" in done.stdout
+    assert {line.split()[0] for line in done.stdout.splitlines() if line} >= {"aa", "bb"}
+
+
+def test_a_class_registered_in_a_function_reaches_the_workers(tmp_path, binarized_mnist_dir):
+    """Importing the script again would not register a class defined inside a function: it
+    goes to the workers pickled."""
+    script = _write(tmp_path, "local.py", """
+        import sys
+        from pathlib import Path
+
+
+        def main():
+            import zlib
+
+            import numpy as np
+
+            from benchmarks import Codec, ParamSpec, evaluate_to, register_method
+
+            @register_method("local-zlib")
+            class LocalZlib(Codec):
+                param = ParamSpec("level", 0, 9, 6)
+                lossless = True
+
+                def encode(self, image):
+                    return zlib.compress(image.tobytes(), int(self.value))
+
+                def decode(self, data):
+                    return np.frombuffer(zlib.decompress(data), np.uint8).reshape(28, 28)
+
+            store = evaluate_to(Path(sys.argv[1]), "binarized-mnist", ["local-zlib"], limit=8,
+                                workers=2, progress=False, echo=lambda _: None)
+            print("ROWS", len(store.frame()))
+
+
+        if __name__ == "__main__":
+            main()
+    """)  # fmt: skip
+    env = {**os.environ, "VLAE_BENCH_DATA": str(binarized_mnist_dir.parent)}
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "run")], env=env,
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "ROWS 8" in done.stdout
 
 
 def test_registered_classes_are_checked_when_they_register():

@@ -233,6 +233,14 @@ def test_two_arms_that_are_one_job_are_refused_naming_both(tmp_path):
     )
 
 
+def test_a_training_config_that_only_the_whole_refuses_is_refused_on_expand(tmp_path):
+    """``epochs`` in the spec and ``steps`` in a profile: each key is fine alone, the job's
+    config is not (set exactly one of steps and epochs)."""
+    text = GRID.replace("steps = 100", "epochs = 1.0")
+    with pytest.raises(BenchError, match="arm 'bvae' with profile 'smoke': .*exactly one of"):
+        expand(load_spec(_write(tmp_path, text)), "smoke")
+
+
 def test_a_spec_that_is_not_toml_is_one_line(tmp_path):
     with pytest.raises(BenchError, match="is not valid TOML"):
         load_spec(_write(tmp_path, GRID.replace("[spec]", "[spec")))

@@ -30,7 +30,7 @@ from torch import Tensor
 
 from vlae_models.checkpoint import load
 from vlae_models.config import ModelConfig, config_dataclass
-from vlae_models.core import LatentModel, ModelError, ModelOutput, register
+from vlae_models.core import LatentModel, ModelError, ModelOutput, register_model
 from vlae_models.files import atomic_write
 from vlae_models.units import LN2
 
@@ -118,7 +118,9 @@ def _register(architecture: str) -> None:
         (CompressAINet,),
         {"architecture": architecture, "__doc__": f"CompressAI's {architecture}."},
     )
-    register(architecture, CompressAIConfig, f"CompressAI {architecture}, λ·255²·MSE + bpp")(cls)
+    register_model(architecture, CompressAIConfig, f"CompressAI {architecture}, λ·255²·MSE + bpp")(
+        cls
+    )
 
 
 for _architecture in SIZES:

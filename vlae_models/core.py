@@ -13,7 +13,6 @@ Inputs are float tensors of shape (B, C, H, W): values in {0, 1} for binary data
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -191,10 +190,10 @@ def _adopt(name: str, cls: Any) -> RegistryEntry:
     if not (isinstance(cls, type) and issubclass(cls, LatentModel)):
         raise PluginError(f"model '{name}': {cls!r} is not a subclass of LatentModel")
     config_cls = getattr(cls, "config_class", None)
-    if not (isinstance(config_cls, type) and dataclasses.is_dataclass(config_cls)):
+    if not (isinstance(config_cls, type) and hasattr(config_cls, "__pydantic_fields__")):
         raise PluginError(
-            f"model '{name}': {cls.__name__} has no config_class (a config dataclass "
-            "with its fields and defaults)"
+            f"model '{name}': {cls.__name__} needs a config_class made with config_dataclass "
+            "(its fields, types and defaults, checked like the built-in models')"
         )
     missing = [m for m, base in REQUIRED_METHODS.items() if getattr(cls, m, None) is base]
     if missing:
@@ -231,9 +230,6 @@ def register_model(
         return MODELS.add(name)(model_cls)
 
     return wrap
-
-
-register = register_model  # the name the built-in model modules use
 
 
 def build(name: str, **overrides: Any) -> LatentModel:

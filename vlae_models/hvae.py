@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from vlae_models.config import ModelConfig, config_dataclass
-from vlae_models.core import LatentModel, ModelError, ModelOutput, register
+from vlae_models.core import LatentModel, ModelError, ModelOutput, register_model
 from vlae_models.distributions import (
     gaussian_log_prob,
     kl_diag_gaussians,
@@ -79,7 +79,7 @@ class TopDownLevel(nn.Module):
         return self.block(h + self.z_proj(z))
 
 
-@register("hvae", HVAEConfig, "Hierarchical VAE: top-down inference, L levels (LVAE/VDVAE)")
+@register_model("hvae", HVAEConfig, "Hierarchical VAE: top-down inference, L levels (LVAE/VDVAE)")
 class HVAE(LatentModel):
     def __init__(self, config: HVAEConfig) -> None:
         super().__init__()

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from vlae_models.config import ModelConfig, config_dataclass
-from vlae_models.core import LatentModel, ModelError, ModelOutput, register
+from vlae_models.core import LatentModel, ModelError, ModelOutput, register_model
 from vlae_models.layers.masked import LocalPixelCNN, sample_autoregressive
 from vlae_models.layers.resblocks import check_image_shape
 from vlae_models.likelihoods import Likelihood, likelihood_from_config
@@ -139,7 +139,7 @@ class PixelCNNConfig(ModelConfig):
         return (self.in_channels, self.image_size, self.image_size)
 
 
-@register(
+@register_model(
     "pixelcnn",
     PixelCNNConfig,
     "Unconditional small-window PixelCNN (VLAE ablation): exact likelihood, no latent code",

@@ -95,6 +95,7 @@ class Registry(Generic[T]):
         self._builtins, self._adopt = builtins, adopt
         self._entries: dict[str, T] = {}
         self._origins: dict[str, Origin] = {}
+        self._classes: dict[str, Any] = {}  # what each name was registered with
         self._state = "new"  # new -> loading -> loaded, or failed (the error is re-raised)
         self._failure: PluginError | None = None
         _REGISTRIES[what] = self
@@ -105,12 +106,15 @@ class Registry(Generic[T]):
         """Decorator: register the decorated class under ``name``; returns the class."""
 
         def wrap(obj: Any) -> Any:
+            if self._classes.get(name) is obj:  # the same class again (an import repeated)
+                return obj
             where = origin or origin_of(obj)
             try:
                 entry = self._adopt(name, obj)
             except PluginError as err:
                 raise PluginError(f"{where.label}: {err}") from None
             self._put(name, entry, where)
+            self._classes[name] = obj
             return obj
 
         return wrap
@@ -137,16 +141,19 @@ class Registry(Generic[T]):
             self._builtins()
             for point in entry_points(self.group):
                 self._load_entry_point(point)
-        except PluginError as err:
+        except Exception as err:  # every later lookup says it again: never a partial registry
             self._state, self._failure = "failed", err
             raise
         self._state = "loaded"
 
     def _load_entry_point(self, point: Any) -> None:
+        """An installed package's entry: its origin is the package (every class it registers
+        while it loads shares it), and its errors name the entry point too."""
         dist = getattr(point, "dist", None)
-        owner = f"{dist.name} {dist.version}" if dist is not None else "an installed package"
-        origin = Origin("entry-point", f"{self.group}:{point.name}",
-                        f"plugin {owner}, entry point {point.name} = {point.value}")  # fmt: skip
+        name = dist.name if dist is not None else "an installed package"
+        owner = f"{name} {dist.version}" if dist is not None else name
+        origin = Origin("entry-point", f"{name}:{self.group}", f"plugin {owner}")
+        where = f"{origin.label}, entry point {point.name} = {point.value}"
         try:
             with _importing(origin):
                 obj = point.load()
@@ -154,11 +161,14 @@ class Registry(Generic[T]):
             raise
         except Exception as err:
             raise PluginError(
-                f"{origin.label} failed to import: {type(err).__name__}: "
+                f"{where} failed to import: {type(err).__name__}: "
                 f"{' '.join(str(err).split())} (uninstall it, or skip it with "
-                f"{SKIP_ENV}={dist.name if dist is not None else point.name})"
+                f"{SKIP_ENV}={name})"
             ) from None
-        self.add(point.name, origin)(obj)
+        try:
+            self.add(point.name, origin)(obj)
+        except PluginError as err:
+            raise PluginError(str(err).replace(origin.label, where, 1)) from None
 
     # --- lookup
 
@@ -198,6 +208,7 @@ def entry_points(group: str) -> list[Any]:
     ``$VLAE_BENCH_SKIP_PLUGINS`` (comma-separated distribution names)."""
 
     skipped = {s.strip().lower() for s in os.environ.get(SKIP_ENV, "").split(",") if s.strip()}
+    skipped.discard("vlae-bench")  # the suite's own entries (its R(D) experiments) always load
     points = sorted(installed(group=group), key=lambda p: p.name)
     return [p for p in points if getattr(p.dist, "name", "").lower() not in skipped]
 
@@ -208,12 +219,17 @@ def entry_points(group: str) -> list[Any]:
 def origin_of(obj: Any) -> Origin:
     """The origin of a class being registered: the plugin being imported, a built-in
     package, a module importable by name, the script run as ``__main__``, or (for a
-    notebook or ``python -c``) the class itself, pickled by value."""
-    if _CURRENT:
-        return _CURRENT[-1]
+    notebook or ``python -c``) the class itself, pickled by value. A class defined in a
+    function is pickled too: importing its module again would not register it (nor one the
+    module does not hold at its own name: :func:`portable_origins` checks, once it is bound)."""
     module = getattr(obj, "__module__", "") or ""
     if module.split(".")[0] in BUILTIN_PACKAGES:
         return BUILTIN
+    if _CURRENT:
+        return _CURRENT[-1]
+    interactive = Origin("pickled", b"", f"{getattr(obj, '__qualname__', obj)!s} (interactive)")
+    if "<locals>" in getattr(obj, "__qualname__", ""):
+        return interactive
     if module in _FILE_PATHS:
         path = _FILE_PATHS[module]
         return Origin("file", str(path), f"plugin {path}")
@@ -226,8 +242,20 @@ def origin_of(obj: Any) -> Origin:
         if path and Path(path).is_file():  # not "<stdin>"
             resolved = Path(path).resolve()
             return Origin("file", str(resolved), f"plugin {resolved}")
-        return Origin("pickled", b"", f"{getattr(obj, '__qualname__', obj)!s} (interactive)")
+        return interactive
     return Origin("module", module, f"plugin {module}")
+
+
+def _top_level(obj: Any, module: str) -> bool:
+    """Whether ``module``'s own namespace holds ``obj`` under its qualified name: then
+    importing the module again registers it again."""
+    qualname = getattr(obj, "__qualname__", "")
+    found: Any = sys.modules.get(module)
+    if found is None or not qualname or "<locals>" in qualname:
+        return False
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    return found is obj
 
 
 @contextmanager
@@ -300,9 +328,14 @@ def portable_origins() -> list[Origin]:
     name or path, and entries registered in-process (pickled when they cannot be found by
     name). Built-ins and entry points are left out: every process finds those itself."""
     found: dict[tuple[str, str | bytes], Origin] = dict(_PLUGINS)
+    plugins = set(_PLUGINS.values())
     for what, registry in _REGISTRIES.items():
         for name, origin in list(registry._origins.items()):
-            if origin.kind == "pickled":
+            cls = registry._classes.get(name)
+            moved = origin.portable and origin not in plugins and not _top_level(
+                cls, getattr(cls, "__module__", "")
+            )  # fmt: skip
+            if origin.kind == "pickled" or moved:
                 origin = _pickled(what, name, registry)
             if origin.portable:
                 found.setdefault((origin.kind, origin.ref), origin)
@@ -310,9 +343,7 @@ def portable_origins() -> list[Origin]:
 
 
 def _pickled(what: str, name: str, registry: Registry) -> Origin:
-
-    entry = registry._entries[name]
-    obj = getattr(entry, "model_cls", entry)  # the class the decorator was given
+    obj = registry._classes[name]  # the class the decorator was given
     payload = cloudpickle.dumps((registry.owner, what, name, obj))
     return Origin("pickled", payload, f"{name} ({what} registered interactively)")
 
@@ -323,7 +354,11 @@ def restore(origins: Iterable[Origin]) -> None:
         if origin.kind in ("module", "file"):
             load_plugin(str(origin.ref))
         elif origin.kind == "pickled":
-            owner, what, name, obj = cloudpickle.loads(origin.ref)
+            try:
+                owner, what, name, obj = cloudpickle.loads(origin.ref)
+            except Exception as err:  # a class that needs a module this process lacks
+                raise PluginError(f"{origin.label} cannot be rebuilt in a worker process: "
+                                  f"{type(err).__name__}: {err}") from None  # fmt: skip
             if what not in _REGISTRIES:
                 importlib.import_module(owner)  # data, not a dependency: the owner named it
             registry = _REGISTRIES[what]

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from vlae_models.config import ModelConfig, config_dataclass
-from vlae_models.core import LatentModel, ModelError, ModelOutput, register
+from vlae_models.core import LatentModel, ModelError, ModelOutput, register_model
 from vlae_models.distributions import (
     gaussian_log_prob,
     kl_std_normal,
@@ -36,7 +36,9 @@ class BetaVAEConfig(ModelConfig):
     gaussian_std: float = 0.1  # sigma, for likelihood="gaussian"
 
 
-@register("beta-vae", BetaVAEConfig, "β-VAE: conv encoder/decoder, Gaussian posterior, N(0, I)")
+@register_model(
+    "beta-vae", BetaVAEConfig, "β-VAE: conv encoder/decoder, Gaussian posterior, N(0, I)"
+)
 class BetaVAE(LatentModel):
     """Kingma & Welling 2014 / Higgins et al. 2017."""
 

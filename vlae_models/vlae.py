@@ -74,7 +74,7 @@ import torch
 from torch import Tensor, nn
 
 from vlae_models.config import ModelConfig, config_dataclass
-from vlae_models.core import LatentModel, ModelError, ModelOutput, register
+from vlae_models.core import LatentModel, ModelError, ModelOutput, register_model
 from vlae_models.distributions import (
     gaussian_log_prob,
     rsample,
@@ -120,7 +120,7 @@ class VLAEConfig(ModelConfig):
         return (self.in_channels, self.image_size, self.image_size)
 
 
-@register(
+@register_model(
     "vlae",
     VLAEConfig,
     "Variational Lossy Autoencoder: small-window PixelCNN decoder, AF (or Gaussian) prior",

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from vlae_models.config import ModelConfig, config_dataclass
-from vlae_models.core import LatentModel, ModelError, ModelOutput, register
+from vlae_models.core import LatentModel, ModelError, ModelOutput, register_model
 from vlae_models.entropy import CategoricalCoder
 from vlae_models.layers.resblocks import check_image_shape, down_stem, up_stem
 from vlae_models.layers.vector_quantizer import VectorQuantizerEMA
@@ -47,7 +47,7 @@ class VQVAEConfig(ModelConfig):
     gaussian_std: float = 0.1
 
 
-@register("vq-vae", VQVAEConfig, "VQ-VAE: EMA codebook, dead-code restarts, factorised prior")
+@register_model("vq-vae", VQVAEConfig, "VQ-VAE: EMA codebook, dead-code restarts, factorised prior")
 class VQVAE(LatentModel):
     """van den Oord et al. 2017 with the EMA codebook of its appendix and Razavi et al. 2019."""
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from baselines.method import METHODS, Coding, Method, Setting
+from baselines.method import METHODS, Coding, Method, MethodError, Setting
 from benchmarks.datasets import NamedImage
 from benchmarks.errors import BenchError
 from benchmarks.evaluation.workers import (
@@ -32,9 +32,12 @@ from benchmarks.evaluation.workers import (
     spawnable_main,
 )
 from benchmarks.metrics import DEFAULT, Scorer
-from benchmarks.results import rate_columns
-from vlae_models.registry import portable_origins
+from benchmarks.results import ID_COLUMNS, RATE_KINDS, rate_columns
+from vlae_models.errors import ModelError
+from vlae_models.registry import PluginError, portable_origins
 
+PATH_COLUMNS = {"bpp", "bits_per_dim", "rate_nats", "enc_s", "dec_s", "height", "width",
+                "channels", "n_bytes", "run_id", "job_id", "versions", "items"}  # fmt: skip
 PIXELS_PER_TASK = 2**20  # small items (MNIST) are grouped, large ones (Kodak) go one by one
 _BUILT: dict[Setting, Method] = {}  # this process's methods, built and set up once each
 
@@ -70,11 +73,32 @@ def evaluate_items(
         todo = [i for i in range(len(items)) if (s_index, i) not in skip]
         if not todo:
             continue
-        codings = method_for(setting).code([items[i].pixels for i in todo])
+        codings = _code(setting, [items[i].pixels for i in todo])
         for i, coding in zip(todo, codings, strict=True):
             scored = scorers[i](_checked(setting, items[i], coding))
             rows += _rows(setting, items[i], coding, scored, common)
     return rows
+
+
+def _code(setting: Setting, arrays: list[np.ndarray]) -> list[Coding]:
+    """The method's codings of ``arrays``. What a plugin's method raises, beyond the
+    one-line errors, is one line naming it too (a built-in's is a bug: its traceback shows)."""
+    try:
+        codings = list(method_for(setting).code(arrays))
+    except (BenchError, MethodError, ModelError, PluginError):
+        raise
+    except Exception as err:
+        if METHODS.origin(setting.method).kind == "builtin":
+            raise
+        message = " ".join(str(err).split())[:200]
+        raise BenchError(f"{setting.label} ({_origin(setting)}) failed: "
+                         f"{type(err).__name__}: {message}") from None  # fmt: skip
+    if len(codings) != len(arrays) or not all(isinstance(c, Coding) for c in codings):
+        raise BenchError(
+            f"{setting.label} ({_origin(setting)}) returned {len(codings)} codings for "
+            f"{len(arrays)} images; code() gives one Coding each"
+        )
+    return codings
 
 
 def _checked(setting: Setting, item: NamedImage, coding: Coding) -> np.ndarray:
@@ -101,6 +125,16 @@ def _rows(
     setting: Setting, item: NamedImage, coding: Coding, scored: dict[str, float], common: dict
 ) -> list[dict[str, Any]]:
     """One row per rate kind the coding states, all with the same distortion metrics."""
+    taken = (set(ID_COLUMNS) | set(scored) | PATH_COLUMNS) & set(coding.extra)
+    if taken:
+        raise BenchError(
+            f"{setting.label} ({_origin(setting)}) puts column(s) {sorted(taken)} in its "
+            "coding's extra columns; the table keeps them for the path's own numbers"
+        )
+    bad = [kind for kind in coding.rates if kind not in RATE_KINDS]
+    if bad:
+        raise BenchError(f"{setting.label} ({_origin(setting)}) states rate kind(s) {bad}; "
+                         f"rate kinds: {', '.join(sorted(RATE_KINDS))}")  # fmt: skip
     height, width = item.pixels.shape[:2]
     return [
         {

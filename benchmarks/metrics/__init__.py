@@ -3,8 +3,8 @@ the direction in which it is better.
 
 A :class:`Metric` states its ``columns`` (``{"psnr": "higher", "mse": "lower"}``), which data
 it scores (``binary`` images of 0/1, ``8-bit`` images, or ``any``), and the smallest image
-side it is defined for; an image it does not apply to gets NaN in its columns, never a
-number from a crop nobody asked for. ``prepare(original)`` does the original's share of the
+side it is defined for: an image too small for it gets NaN in its columns (never a number
+from a crop nobody asked for), and data of another kind gets no column at all. ``prepare(original)`` does the original's share of the
 work once (SSIM's filtered statistics); ``score(prepared, reconstruction)`` is called for
 every reconstruction of that original.
 
@@ -28,11 +28,15 @@ from typing import Any, ClassVar
 import numpy as np
 
 from benchmarks.errors import BenchError
+from benchmarks.results import COLUMNS
 from vlae_models.registry import PluginError, Registry
 
 DIRECTIONS = ("higher", "lower")
 DATA = ("8-bit", "binary", "any")
 DEFAULT = ("psnr", "ssim", "bit-error-rate")
+BUILT_IN_COLUMNS = {"mse", "psnr", "ssim", "ms_ssim", "ms_ssim_db", "bit_error_rate"}
+# Columns the table keeps for other things: a metric writing one would replace a number.
+RESERVED = (set(COLUMNS) - BUILT_IN_COLUMNS) | {"items", "checkpoint", "estimator", "arm", "model"}
 
 
 class MetricError(BenchError):
@@ -77,7 +81,7 @@ def _adopt(name: str, cls: Any) -> type[Metric]:
         )
     if cls.data not in DATA:
         raise PluginError(f"metric '{name}': data must be one of {DATA}, got {cls.data!r}")
-    declared = getattr(cls, "name", None)
+    declared = cls.__dict__.get("name")  # its own, not a parent's
     if declared not in (None, name):
         raise PluginError(f"metric '{name}': {cls.__name__}.name is {declared!r}, not {name!r}")
     cls.name = name
@@ -104,12 +108,24 @@ def register_metric(name: str) -> Callable[[type[Metric]], type[Metric]]:
 
 
 def metric_names(asked: Sequence[str] | None) -> tuple[str, ...]:
-    """The default set plus the metrics ``asked`` for, each checked against the registry."""
+    """The default set plus the metrics ``asked`` for, each checked against the registry and
+    against each other: no two metrics may write one column, and none may write a column the
+    table keeps for something else (``bpp``, ``method``...): a number would be replaced."""
     names = list(DEFAULT)
     for name in asked or ():
         METRICS[name]  # an unknown name is a one-line error here, before any work
         if name not in names:
             names.append(name)
+    writers: dict[str, str] = {}
+    for name in names:
+        for column in METRICS[name].columns:
+            if column in writers or column in RESERVED:
+                other = f"metric '{writers[column]}'" if column in writers else "the table"
+                raise MetricError(
+                    f"metric '{name}' ({METRICS.origin(name).label}) writes column "
+                    f"'{column}', which {other} already writes; rename the column"
+                )
+            writers[column] = name
     return tuple(names)
 
 
@@ -142,15 +158,17 @@ class Scorer:
     def __call__(self, decoded: np.ndarray) -> dict[str, float]:
         scored = dict(self.absent)
         for metric, prepared in self.metrics:
-            values = _guarded(metric, "score", metric.score, prepared, decoded)
-            if not isinstance(values, dict) or set(values) != set(metric.columns):
-                raise MetricError(
-                    f"metric '{metric.name}' ({METRICS.origin(metric.name).label}) returned "
-                    f"{sorted(values) if isinstance(values, dict) else type(values).__name__}, "
-                    f"not its columns {sorted(metric.columns)}"
-                )
-            scored.update({k: float(v) for k, v in values.items()})
+            scored.update(_guarded(metric, "score", _score, metric, prepared, decoded))
         return scored
+
+
+def _score(metric: Metric, prepared: Any, decoded: np.ndarray) -> dict[str, float]:
+    values = metric.score(prepared, decoded)
+    if not isinstance(values, dict) or set(values) != set(metric.columns):
+        got = sorted(values) if isinstance(values, dict) else type(values).__name__
+        raise MetricError(f"metric '{metric.name}' ({METRICS.origin(metric.name).label}) "
+                          f"returned {got}, not its columns {sorted(metric.columns)}")  # fmt: skip
+    return {k: float(v) for k, v in values.items()}
 
 
 def _guarded(metric: Metric, what: str, call: Callable, *args: Any) -> Any:

@@ -31,7 +31,6 @@ from vlae_models.zoo import resolve
 
 JOB_JSON = "job.json"
 TRAIN = "train"
-JobInUse = RecordInUse  # another live process (a second sweep over the same folder) runs it
 
 
 def read_job(folder: Path) -> dict[str, Any] | None:

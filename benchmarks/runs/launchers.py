@@ -34,13 +34,13 @@ from benchmarks.evaluation.workers import (
     spawnable_main,
 )
 from benchmarks.runs.job import (
-    JobInUse,
     job_state,
     model_checkpoint,
     read_job,
     run_job,
     training_progress,
 )
+from benchmarks.runs.record import RecordInUse
 from benchmarks.runs.runtime import Runtime
 from benchmarks.runs.spec import SweepJob
 
@@ -145,7 +145,7 @@ def _pool_job(job: SweepJob, out: Path, runtime: Runtime) -> str:
 def _record(summary: SweepSummary, job: SweepJob, future: Any, out: Path, echo: Callable) -> None:
     try:
         status = future.result()
-    except JobInUse as err:  # another sweep took it meanwhile: not ours to report
+    except RecordInUse as err:  # another sweep took it meanwhile: not ours to report
         summary.states[job.folder] = "running"
         echo(f"skipped: {err}")
         return
@@ -237,7 +237,7 @@ class _SubmititResult:
             return self.job.result()
         except Exception as err:  # submitit wraps the job's own exception in its text
             last = str(err).strip().splitlines()[-1]
-            raise (JobInUse if "in use by another" in last else BenchError)(last) from None
+            raise (RecordInUse if "in use by another" in last else BenchError)(last) from None
 
 
 LAUNCHERS = {"local": local, "submitit": submitit_launcher}

@@ -15,7 +15,7 @@ machine.
 
 Each evaluation pass is ``likelihood`` (split-level ELBO, IWAE, KL, I(x;z):
 :func:`benchmarks.runs.model_runs.eval_to`) or ``codec`` (per-image real bitstreams and image
-metrics: :func:`benchmarks.evaluation.evaluate_to`). Codecs and CompressAI nets take only the
+metrics: :func:`benchmarks.runs.codec_runs.evaluate_to`). Codecs and CompressAI nets take only the
 codec passes.
 
 ``plugins = ["my_package.codecs", "plugins/my_model.py"]`` names modules or files (relative
@@ -48,7 +48,7 @@ from benchmarks.errors import BenchError
 from benchmarks.metrics import METRICS
 from benchmarks.runs.experiments import EXPERIMENTS
 from benchmarks.runs.store import job_id
-from vlae_models.config import TrainConfig, check_value, field_defaults
+from vlae_models.config import TrainConfig, check_value, field_defaults, make_config, validate
 from vlae_models.core import ModelError, get_entry
 from vlae_models.registry import PluginError, load_plugin
 from vlae_models.zoo import weights_digest
@@ -540,6 +540,8 @@ def expand(spec: Spec, profile: str | None = None, only: list[str] | None = None
             train = {**spec.train, **chosen.train, **arm.train, **budget.train, **grid_train,
                      "seed": seed}  # fmt: skip
             weights = budget.weights or arm.weights
+            if weights is None:
+                _check_training(spec, arm, profile, train)
             jobs.append(SweepJob(
                 arm.name, dataset, seed, point, arm.model, {**arm.set, **grid_model}, train,
                 passes, train_split=train_split,
@@ -548,6 +550,17 @@ def expand(spec: Spec, profile: str | None = None, only: list[str] | None = None
             ))  # fmt: skip
     _refuse_twins(spec, jobs)
     return jobs
+
+
+def _check_training(spec: Spec, arm: Arm, profile: str | None, train: dict[str, Any]) -> None:
+    """The training config a job resolves to, whole: what no single key shows (``epochs`` in
+    the spec and ``steps`` in a profile) is refused before any job trains."""
+    try:
+        validate(make_config(TrainConfig, train, "training config"))
+    except ModelError as err:
+        where = spec.locate(("arms", spec.arm_index(arm.name)))
+        with_profile = f" with profile {profile!r}" if profile else ""
+        raise BenchError(f"{where}: arm {arm.name!r}{with_profile}: {err}") from None
 
 
 def _refuse_twins(spec: Spec, jobs: list[SweepJob]) -> None:
