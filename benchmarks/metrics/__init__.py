@@ -4,9 +4,10 @@ the direction in which it is better.
 A :class:`Metric` states its ``columns`` (``{"psnr": "higher", "mse": "lower"}``), which data
 it scores (``binary`` images of 0/1, ``8-bit`` images, or ``any``), and the smallest image
 side it is defined for: an image too small for it gets NaN in its columns (never a number
-from a crop nobody asked for), and data of another kind gets no column at all. ``prepare(original)`` does the original's share of the
-work once (SSIM's filtered statistics); ``score(prepared, reconstruction)`` is called for
-every reconstruction of that original.
+from a crop nobody asked for), and data of another kind gets no column at all.
+``prepare(original)`` does the original's share of the work once (SSIM's filtered
+statistics); ``score(prepared, reconstruction)`` is called for every reconstruction of that
+original.
 
 The registry :data:`METRICS` holds the built-ins (``psnr``, ``ssim``, ``bit-error-rate``:
 :mod:`benchmarks.metrics.image`) and outside metrics: a ``vlae_bench.metrics`` entry point,
