@@ -196,3 +196,19 @@ def test_an_image_smaller_than_the_ssim_window_gets_nan_not_a_traceback(
 
     rows = pd.read_parquet(tmp_path / "run" / "results.parquet")
     assert rows["ssim"].isna().all() and rows["psnr"].notna().all()
+
+
+@pytest.mark.parametrize("shape", [(331, 517), (400, 300, 3), (170, 211)])
+def test_tiled_ssim_gives_the_whole_image_numbers(shape):
+    """Large images take the tiled route (each tile with the window's halo, scales pooled in
+    row blocks); small tiles here force it on small images, against the whole-image route."""
+    from benchmarks.metrics.ssim import StructuralSimilarity, TiledStructuralSimilarity
+
+    rng = np.random.default_rng(1)
+    smooth = np.cumsum(np.cumsum(rng.normal(size=shape), 0), 1)
+    original = np.uint8(255 * (smooth - smooth.min()) / np.ptp(smooth))
+    decoded = np.clip(original + rng.integers(-12, 13, shape), 0, 255).astype(np.uint8)
+    whole = StructuralSimilarity(original)(decoded)
+    tiled = TiledStructuralSimilarity(original, tile=48)(decoded)
+    assert tiled == pytest.approx(whole, abs=1e-6)
+    assert metrics.mse(original, decoded, chunk=1000) == metrics.mse(original, decoded)

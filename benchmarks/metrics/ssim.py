@@ -30,7 +30,7 @@ WINDOW, SIGMA = 11, 1.5
 K1, K2 = 0.01, 0.03
 MS_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 MS_SSIM_MIN_SIDE = (WINDOW - 1) * 2 ** (len(MS_WEIGHTS) - 1) + 1  # 161 px
-TILED_ABOVE = 1 << 22  # pixels: larger images take the tiled route
+TILED_ABOVE = 1 << 20  # pixels: larger images take the tiled route (whole: ~80x their bytes)
 TILE = 512  # the side of a tile of SSIM's map
 
 

@@ -13,9 +13,14 @@ import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
+import psutil
+
 from baselines.method import MethodRequest, Setting, plan
 from benchmarks.datasets import DatasetView, NamedImage, is_image_dataset, load_items
+from benchmarks.errors import BenchError
 from benchmarks.evaluation.engine import run_tasks
+from benchmarks.evaluation.workers import default_workers
 from benchmarks.metrics import column_info, metric_names
 from benchmarks.runs.store import Job, RunStore
 from vlae_models.train import resolve_device
@@ -46,6 +51,7 @@ def evaluate_to(
     settings, notes = plan(methods, quality)
     scored = metric_names(metrics)
     items = load_items(dataset, split=split, data_dir=data_dir, limit=limit)
+    check_memory(items, workers)
     view = DatasetView.parse(dataset)
     split = None if is_image_dataset(view.name) else split or "test"
     config = {
@@ -75,11 +81,37 @@ def evaluate_to(
     return store
 
 
+# What coding and scoring one item holds at its peak, per byte of the item: the decoded
+# image, a codec's own buffers, the metrics' pooled scales and tiles (measured: 5-6x on an
+# 8000 x 8000 image, results/large-images/).
+BYTES_PER_ITEM_BYTE = 8
+MEMORY_SHARE = 0.8  # of the memory available now
+
+
+def check_memory(items: Sequence[NamedImage], workers: int | None) -> None:
+    """Refuse in one line, before any work, items that could not be coded and scored in the
+    memory this machine has now (each worker holds one item at a time)."""
+    if not items:
+        return
+    largest = max(items, key=lambda item: item.pixels.nbytes)
+    at_once = min(workers or default_workers(), len(items))
+    need = largest.pixels.nbytes * BYTES_PER_ITEM_BYTE * at_once
+    have = psutil.virtual_memory().available
+    if need > MEMORY_SHARE * have:
+        shape = "x".join(map(str, largest.pixels.shape))
+        raise BenchError(
+            f"{largest.name} ({shape}) needs about {need / 2**30:.1f} GB to code and score "
+            f"with {at_once} worker(s); {have / 2**30:.1f} GB are available"
+            + ("; --workers 1 needs less" if at_once > 1 else "")
+        )
+
+
 def items_digest(items: Sequence[NamedImage]) -> str:
     """A digest of the items' names and pixels: the job's data, whatever its name."""
     digest = hashlib.sha256()
     for item in items:
-        digest.update(item.name.encode() + b"\0" + item.pixels.tobytes())
+        digest.update(item.name.encode() + b"\0")
+        digest.update(memoryview(np.ascontiguousarray(item.pixels)).cast("B"))  # no copy
     return digest.hexdigest()[:16]
 
 
