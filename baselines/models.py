@@ -182,14 +182,11 @@ class ModelMethod(Codec):
         decoded = self.decode(data)  # what is scored is what the stream decodes to
         dec_s = time.perf_counter() - start
         payload = container.unpack(data, self.identity).payload_bytes
+        drawn = "draw" if getattr(self.model, "autoregressive", False) else "mean"
         return Coding(
-            decoded,
-            {"coded": payload * 8 * LN2, **bounds},
-            enc_s,
-            dec_s,
-            n_bytes=payload,
-            extra={**extra, "container_bytes": len(data)},
-        )
+            decoded, {"coded": payload * 8 * LN2, **bounds}, enc_s, dec_s, n_bytes=payload,
+            extra={**extra, "container_bytes": len(data), "decoded_as": drawn},
+        )  # fmt: skip
 
 
 def image_seed(image: np.ndarray) -> int:

@@ -205,6 +205,14 @@ def test_the_demo_spec_puts_models_learned_and_classical_codecs_on_one_table(
     assert all(kinds.values()), kinds
     assert (out / "report.html").exists() and (out / "rd_psnr_embedded_crop_128.png").exists()
     assert "beta-vae" in stdout and "webp" in stdout
+    # the page says, beside the numbers, that the photo models were trained on these photos;
+    # so does a report re-rendered from the table alone
+    note = "trained on 256 × 256 tiles of these same seven photos"
+    assert note in (out / "report.md").read_text() and note in (out / "report.html").read_text()
+    assert (
+        run_cli(monkeypatch, capsys, "report", str(out), "--out", str(tmp_path / "again"))[0] == 0
+    )
+    assert note in (tmp_path / "again" / "report.md").read_text()
 
 
 @pytest.mark.slow

@@ -57,11 +57,13 @@ def html_document(markdown_text: str, folder: Path) -> str:
     )
 
 
-def latex_document(tables: list[str]) -> str:
-    """A complete LaTeX document holding the report's tables (booktabs, UTF-8)."""
+def latex_document(tables: list[str], figures: list[tuple[str, str]] = ()) -> str:
+    """A complete LaTeX document holding the report's tables (booktabs, UTF-8) and its
+    figures (``(caption, PNG file)``, beside the document)."""
     head = [
         r"\documentclass{article}", r"\usepackage[utf8]{inputenc}", r"\usepackage[T1]{fontenc}",
         r"\usepackage{booktabs}", r"\usepackage{newunicodechar}", r"\usepackage{graphicx}",
+        r"\usepackage{caption}",
         r"\usepackage[margin=1.5cm,landscape]{geometry}",
         r"\newunicodechar{−}{\ensuremath{-}}", r"\newunicodechar{β}{\ensuremath{\beta}}",
         r"\newunicodechar{λ}{\ensuremath{\lambda}}", r"\newunicodechar{ø}{\o}",
@@ -73,6 +75,15 @@ def latex_document(tables: list[str]) -> str:
             body.append(r"\section*{" + latex_escape(item[2:]) + "}")
         else:
             body.append(r"\resizebox{\textwidth}{!}{" + item.strip() + "}")
+    if figures:
+        body.append(r"\section*{Figures}")
+    for caption, file in figures:
+        body += [
+            r"\begin{figure}[h]\centering",
+            rf"\includegraphics[width=0.9\linewidth]{{{file}}}",
+            rf"\caption*{{{latex_escape(caption)}}}",
+            r"\end{figure}",
+        ]
     return "\n".join(head + body + [r"\end{document}", ""])
 
 

@@ -11,6 +11,7 @@ records beyond the built-in ones (a user's metric) get RD figures and BD-rates o
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -56,11 +57,16 @@ def render_report(
     theory = is_rd_theory(frame)
     theory_md, theory_files = rd_theory_section(frame[theory], out_dir)
     extra = {c: b for c, b in extra_axes(frame.attrs).items() if c in frame}
+    draws = (
+        set(frame.loc[frame["decoded_as"] == "draw", "method"]) if "decoded_as" in frame else set()
+    )
     frame = frame[~timed & ~theory]
     split_level = frame[frame["image"] == ALL_IMAGES]
     agg = aggregate(frame[frame["image"] != ALL_IMAGES], extra=list(extra))
     figures = rd_plots(agg, out_dir, extra)
     md = ["# vlae-bench report", ""]
+    for note in frame.attrs.get("notes", []):
+        md += [f"> **Note:** {note}", ""]
     if frame.attrs.get("unverified"):
         files = ", ".join(f"`{f}`" for f in frame.attrs["unverified"])
         md += [f"**Unverified:** {files} had no checksums (`results.sha256`): nothing shows "
@@ -81,6 +87,10 @@ def render_report(
         )
     if kinds:
         md.append(f"Rates: {notes}. Metrics are computed per image, then averaged over images.")
+    if len(agg):
+        md += ["", "Sections are per image set (\"N images, set 1a2b3c\": a digest of the "
+               "images' names and options): curves measured on other images are never "
+               "averaged or drawn together."]  # fmt: skip
 
     def section(heading: str, table: pd.DataFrame) -> None:
         nonlocal md, tex
@@ -116,6 +126,11 @@ def render_report(
                 for path in figures.get((dataset, image_set, metric), []):
                     if path.suffix == ".png":
                         md.append(f"![{metric} vs bpp]({path.name})")
+            drawn = sorted(draws & set(rows["method"]))
+            if drawn:
+                md += ["", f"*{', '.join(drawn)}: the decoded image is a draw from p(x | z) "
+                       "(seed 0), not the decoder's mean: what its decoder produces, scored at "
+                       "the distortion of a sample.*"]  # fmt: skip
             lossless, lossy = rows[is_lossless(rows)], rows[~is_lossless(rows)]
             if not lossy.empty:
                 columns = with_extra(LOSSY_COLUMNS, extra)
@@ -142,7 +157,7 @@ def render_report(
         atomic_write(written[-1], html_document("\n".join(md), out_dir))
     if latex:
         written.append(out_dir / "report.tex")
-        atomic_write(written[-1], latex_document(tex))
+        atomic_write(written[-1], latex_document(tex, figures=figure_links(md)))
     figures_written = [p for paths in figures.values() for p in paths]
     return written + figures_written + extra_figures + beta_files + theory_files + throughput_files
 
@@ -153,3 +168,9 @@ def with_extra(columns: dict[str, str], extra: dict[str, str]) -> dict[str, str]
     at = keys.index("enc_ms") if "enc_ms" in keys else len(keys)
     shown = {c: f"{c} ({'↑' if b == 'higher' else '↓'})" for c, b in extra.items()}
     return {**dict(list(columns.items())[:at]), **shown, **dict(list(columns.items())[at:])}
+
+
+def figure_links(md: list[str]) -> list[tuple[str, str]]:
+    """(caption, PNG file) of every figure the Markdown report shows, in order."""
+    found = re.findall(r"!\[([^\]]*)\]\(([^)]+\.png)\)", "\n".join(md))
+    return list(dict.fromkeys(found))

@@ -119,6 +119,9 @@ def bd_table(agg: pd.DataFrame, anchor: str, extra: dict[str, str] | None = None
             continue
         for name, kind, column, better in deltas:
             args = (base["bpp"], base[column], curve["bpp"], curve[column])
+            if base[column].isna().any() or curve[column].isna().any():
+                row[name] = f"n/a ({undefined(column)})"
+                continue
             try:
                 row[name] = bd_rate(*args) if kind == "rate" else bd_quality(*args, better)
             except BenchError as err:
@@ -127,6 +130,17 @@ def bd_table(agg: pd.DataFrame, anchor: str, extra: dict[str, str] | None = None
     return pd.DataFrame(rows)
 
 
+def undefined(column: str) -> str:
+    """Why a metric has no value for some image: its true reason, for an n/a cell."""
+    return UNDEFINED.get(column, f"{column} is not defined for some of these images")
+
+
+UNDEFINED = {
+    "ms_ssim_db": "MS-SSIM needs images of at least 161 px a side",
+    "ms_ssim": "MS-SSIM needs images of at least 161 px a side",
+    "ssim": "SSIM needs images of at least 11 px a side",
+    "psnr": "PSNR is not defined for binary images",
+}
 GAP_KINDS = ("estimate", "kl", "prior")
 
 
@@ -157,22 +171,26 @@ def is_lossless(agg: pd.DataFrame) -> pd.Series:
 
 
 def bits_rows(per_image: pd.DataFrame, split_level: pd.DataFrame) -> pd.DataFrame:
-    """Lossless codes and likelihood bounds of one dataset, in bits/dim, for one figure."""
+    """Lossless codes and likelihood bounds of one dataset, in bits/dim, for one figure; every
+    bar says how many images it measured, and its β where a method was measured at several."""
     parts = []
     lossless = per_image[is_lossless(per_image) & per_image["bits_per_dim"].notna()]
     for row in lossless.to_dict("records"):
-        where = "whole split as one image" if row.get("items") == "mosaic" else "per image"
+        n = f"{row.get('n_images', 0):g} images"
+        where = "whole split as one image" if row.get("items") == "mosaic" else f"per image, {n}"
         if str(row["method"]).startswith("bb-ans"):  # chained messages, not one file per image
-            where = f"chained, {row.get('n_images', 0):g} images, initial bits counted"
+            where = f"chained, {n}, initial bits counted"
         kind = RATE_KIND_LABELS.get(row["rate_kind"], row["rate_kind"])
         label = f"{row['method']} ({where})"
         parts.append({"label": label, "bits_per_dim": row["bits_per_dim"], "kind": kind})
-    full = split_level["n_examples"].max() if "n_examples" in split_level else None
+    swept = split_level.groupby("method")["value"].nunique() if len(split_level) else {}
     for row in split_level.to_dict("records"):
         if not np.isfinite(float(row.get("bits_per_dim", np.nan))):
             continue
         estimator = row.get("estimator") or "elbo"
-        subset = "" if row.get("n_examples") == full else f", {row['n_examples']:g} images"
+        subset = f", {row['n_examples']:g} images"
+        if row.get("param") == "beta" and swept.get(row["method"], 0) > 1:
+            subset += f", β={row['value']:g}"
         if row["rate_kind"] in ("fixed", "prior"):
             bars = [(f"{row['rate_kind']} code + distortion", row["bits_per_dim"])]
         else:

@@ -63,6 +63,7 @@ class Head(_Strict):
     title: str = ""
     paper: str = ""
     units: str = "nats per image"
+    note: str = ""  # shown at the top of the sweep's report (what a reader must know)
 
 
 class Data(_Strict):

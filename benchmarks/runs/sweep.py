@@ -92,7 +92,7 @@ def run_sweep(
 # --- the sweep's table ---------------------------------------------------------------------
 
 
-def collect(jobs: Sequence[SweepJob], out: Path) -> pd.DataFrame:
+def collect(jobs: Sequence[SweepJob], out: Path, notes: Sequence[str] = ()) -> pd.DataFrame:
     """Every complete job's rows (of the rate kinds each pass keeps), labelled: ``method``
     is the arm (plus any grid value the rows' own parameter does not show), ``model`` the
     registry name, ``arm``, ``seed``, ``sweep_job`` and ``pass``; written to
@@ -118,7 +118,7 @@ def collect(jobs: Sequence[SweepJob], out: Path) -> pd.DataFrame:
     if not frames:
         return make_frame([])
     table = make_frame(pd.concat(frames, ignore_index=True).to_dict("records"))
-    table.attrs = attrs
+    table.attrs = {**attrs, **({"notes": list(notes)} if notes else {})}
     write_results(table, Path(out))
     return table
 
@@ -134,8 +134,9 @@ def _label(job: SweepJob, frame: pd.DataFrame) -> str:
 def finish_sweep(
     spec: Spec, jobs: Sequence[SweepJob], out: Path, anchor: str | None = None
 ) -> tuple[pd.DataFrame, list[Path]]:
-    """Collect the complete jobs' rows and render the report: (per-arm table, files)."""
-    frame = collect(jobs, out)
+    """Collect the complete jobs' rows and render the report: (per-arm table, files). The
+    spec's ``note`` travels with the table, so a re-rendered report shows it too."""
+    frame = collect(jobs, out, notes=[spec.spec.note] if spec.spec.note else [])
     if frame.empty:
         return pd.DataFrame(), [Path(out) / JOB_JSON]
     files = render_report(

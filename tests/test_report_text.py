@@ -1,0 +1,65 @@
+"""What the report says beside its numbers: why a BD cell is empty, what an image set is,
+how many images each bits/dim bar measured, that a VLAE's decoded image is a draw, and a
+LaTeX document with its figures."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from benchmarks.report import render_report
+from benchmarks.report.tables import bd_table, bits_rows
+from benchmarks.results import aggregate, make_frame
+
+RATES = {"jpeg": [0.3, 0.6, 1.0, 1.7], "mine": [0.25, 0.45, 0.8, 1.4]}
+PSNRS = {"jpeg": [28.1, 30.6, 33.2, 36.4], "mine": [28.6, 31.2, 34.0, 37.1]}
+
+
+def rows(side: int, extra: dict | None = None) -> list[dict]:
+    """Two RD curves of one image of side x side; MS-SSIM NaN as the metric gives it under
+    161 px."""
+    out = []
+    for method in RATES:
+        for q, (rate, psnr) in enumerate(zip(RATES[method], PSNRS[method], strict=True)):
+            out.append({"dataset": "d", "method": method, "param": "q", "value": q,
+                        "rate_kind": "coded", "image": "i", "bpp": rate, "psnr": psnr,
+                        "ms_ssim_db": np.nan if side < 161 else psnr / 2, "height": side,
+                        "width": side, "channels": 3, **(extra or {})})  # fmt: skip
+    return out
+
+
+def test_an_empty_bd_cell_gives_its_true_reason():
+    small = bd_table(aggregate(make_frame(rows(128))), "jpeg").iloc[0]
+    assert small["BD-rate MS-SSIM [%]"] == "n/a (MS-SSIM needs images of at least 161 px a side)"
+    assert isinstance(small["BD-rate PSNR [%]"], float)  # PSNR is defined: a number
+    disjoint = make_frame(rows(512))
+    disjoint.loc[disjoint["method"] == "mine", "psnr"] += 20  # no quality in common
+    far = bd_table(aggregate(disjoint), "jpeg").iloc[0]
+    assert "do not overlap" in far["BD-rate PSNR [%]"]  # the overlap reason where it is one
+
+
+def test_the_report_explains_image_sets_draws_and_ships_its_figures_in_latex(tmp_path):
+    frame = make_frame(rows(512, {"decoded_as": "mean"}))
+    frame.loc[frame["method"] == "mine", "decoded_as"] = "draw"
+    render_report(frame, tmp_path, latex=True)
+    text = (tmp_path / "report.md").read_text()
+    assert "Sections are per image set" in text
+    assert "*mine: the decoded image is a draw from p(x | z)" in text and "*jpeg" not in text
+    tex = (tmp_path / "report.tex").read_text()
+    assert "\\includegraphics[width=0.9\\linewidth]{rd_psnr_d.png}" in tex
+    assert tex.index("\\includegraphics") < tex.index("\\end{document}")
+
+
+def test_every_bits_bar_says_how_many_images_and_which_beta():
+    codes = aggregate(make_frame([
+        {"dataset": "d", "method": "gzip", "param": "level", "value": 9, "rate_kind": "coded",
+         "image": f"i{i}", "bpp": 1.0, "bits_per_dim": 1.0, "psnr": np.inf, "height": 28,
+         "width": 28, "channels": 1} for i in range(3)
+    ]))  # fmt: skip
+    split = make_frame([
+        {"dataset": "d", "method": "vlae", "param": "beta", "value": beta, "rate_kind": "kl",
+         "image": "__all__", "estimator": "elbo", "bits_per_dim": bits, "n_examples": n}
+        for beta, bits, n in ((0.5, 0.2, 1000), (1.0, 0.17, 500))
+    ])  # fmt: skip
+    labels = list(bits_rows(codes, split)["label"])
+    assert labels == ["gzip (per image, 3 images)", "vlae (−ELBO, 1000 images, β=0.5)",
+                      "vlae (−ELBO, 500 images, β=1)"]  # fmt: skip
