@@ -34,7 +34,9 @@ def test_job_ids_are_stable_and_tell_configs_apart():
 def test_out_under_a_regular_file_is_one_line(monkeypatch, capsys, kodak3, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    code, _, err = run_cli(monkeypatch, capsys, *codecs_args(kodak3, blocker / "run"))
+    code, _, err = run_cli(
+        monkeypatch, capsys, *codecs_args(kodak3, blocker / "run", "--limit", "3")
+    )
     assert_one_line_error(code, err, "is a file")
     assert blocker.read_text() == "not a folder"
     assert (

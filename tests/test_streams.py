@@ -40,8 +40,9 @@ def _train(out: Path, root: Path, steps: int) -> Path:
         "lmbda=0.013",
     ]
     model_over, config = train_config(ARCH, sets, steps=steps)
-    return train_to(out, ARCH, "kodak:patches=128", model_config=model_over, config=config,
-                    split="all", data_dir=root)  # fmt: skip
+    # the two images of the root (a partial Kodak is a folder of images, not "kodak")
+    return train_to(out, ARCH, f"folder:{root / 'kodak'}:patches=128", model_config=model_over,
+                    config=config, split="all")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -295,14 +296,14 @@ def test_learned_codec_misuse_is_one_line(monkeypatch, capsys, trained, kodak2, 
 
     cases = [
         (["eval", str(trained), "--dataset", "kodak", "--data-dir", str(kodak2)], "a codec"),
-        (["train", ARCH, "--dataset", "kodak", "--data-dir", str(kodak2), "--split", "all",
-          "--steps", "1"], "one shape"),
-        (["train", ARCH, "--dataset", "kodak:crop=256", "--data-dir", str(kodak2), "--split",
-          "all", "--steps", "1", "--set", "in_channels=1"], "in_channels must be 3"),
+        (["train", ARCH, "--dataset", "kodak", "--split", "all", "--steps", "1"],
+         "one shape"),  # all 24 Kodak images: landscape and portrait
+        (["train", ARCH, "--dataset", f"folder:{kodak2 / 'kodak'}:crop=256", "--split", "all",
+          "--steps", "1", "--set", "in_channels=1"], "in_channels must be 3"),
         (["codecs", "-c", f"bmshj2018-hyperprior:{trained}", "--dataset", "kodak",
-          "--data-dir", str(kodak2)], "not a bmshj2018-hyperprior"),
+          "--data-dir", str(kodak2), "--limit", "2"], "not a bmshj2018-hyperprior"),
         (["fuzz", "-c", "png", "--dataset", "kodak:crop=64", "--data-dir", str(kodak2),
-          "--streams", "3"], None),
+          "--limit", "2", "--streams", "3"], None),
     ]  # fmt: skip
     for i, (args, fragment) in enumerate(cases):
         out_dir = [] if args[0] == "fuzz" else ["--out", str(tmp_path / str(i))]

@@ -28,8 +28,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from benchmarks.columns import COLUMNS
 from benchmarks.errors import BenchError
-from benchmarks.results import COLUMNS
 from vlae_models.registry import PluginError, Registry
 
 DIRECTIONS = ("higher", "lower")
