@@ -98,6 +98,17 @@ def test_a_plugin_module_by_name(monkeypatch, capsys, tmp_path, binarized_mnist_
     assert set(pd.read_parquet(tmp_path / "run" / "results.parquet")["method"]) == {"zlib-raw"}
 
 
+def test_a_plugin_module_beside_you_imports_as_with_python_m(
+    monkeypatch, capsys, tmp_path, binarized_mnist_dir
+):
+    _write(tmp_path, "beside.py", CODEC_AND_METRIC)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    code, _, err = _codecs(monkeypatch, capsys, binarized_mnist_dir.parent, tmp_path / "run", "-c",
+                           "zlib-raw", "--plugin", "beside", "--workers", "2")  # fmt: skip
+    assert code == 0, err
+
+
 def test_a_specs_plugins_load_before_its_arms_and_in_its_workers(
     monkeypatch, capsys, tmp_path, binarized_mnist_dir
 ):

@@ -113,6 +113,14 @@ def test_mutual_information_never_exceeds_the_kl(swept):
     assert "I(x;z) ≤ KL" in (out / "report.md").read_text()
 
 
+def test_the_points_say_which_pass_they_came_from(swept):
+    frame = read_results([swept[0]])
+    assert beta_points(frame).attrs["estimator"] == "elbo"
+    # The same rows as a run with only an IWAE pass would have them: no ELBO estimator.
+    iwae_only = frame.assign(estimator=frame["estimator"].replace("elbo", "iwae k=5"))
+    assert beta_points(iwae_only).attrs["estimator"] == "iwae k=5"
+
+
 def test_the_chapter_bars_are_the_coded_rates_of_the_same_images(swept):
     out, _, _ = swept
     frame = read_results([out])

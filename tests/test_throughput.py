@@ -109,6 +109,7 @@ def test_the_training_loop_and_a_dataloader_loop_are_timed_side_by_side(binarize
         (["png", "--batch-size", "0"], "batch sizes must be positive"),
         (["png", "--phase", "fly"], "unknown phase"),
         (["beta-vae", "--dtype", "int4"], "dtype must be one of"),
+        (["png", "--phase", "sample"], "png has none of the phases asked for (sample)"),
     ],
 )
 def test_bad_throughput_input_is_one_line(monkeypatch, capsys, tmp_path, args, message):

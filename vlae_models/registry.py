@@ -277,6 +277,8 @@ def load_plugin(ref: str | Path) -> Origin:
         origin = Origin("file", str(path), f"plugin {path}")
     else:
         origin = Origin("module", text, f"plugin {text}")
+        if os.getcwd() not in sys.path:  # as `python -m` does: a module beside you imports
+            sys.path.append(os.getcwd())
     key = (origin.kind, origin.ref)
     if key in _PLUGINS:
         return _PLUGINS[key]

@@ -11,6 +11,7 @@ import ctypes
 import os
 import signal
 import sys
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -30,6 +31,8 @@ def init_worker(device: str, plugins: Sequence[Origin]) -> None:
     """A pool worker's start: die with the parent, one torch thread, the plugins."""
 
     die_with_parent()
+    # CompressAI's entropy models warn once per process; in a pool that is once per worker.
+    warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated")
     torch.set_num_threads(1)
     DEVICE["name"] = device
     restore_plugins(plugins)

@@ -7,8 +7,8 @@ both in nats per image, with iso-ELBO lines D + R = const (every point on one ha
 ELBO) and, where the data entropy H is known, the line R = H − D below which no model lies.
 
 Points come from split-level evaluations (``image == "__all__"``, rate kind ``kl``, the ELBO
-estimator: the whole split), averaged over seeds; an arm is drawn as a curve when it has two
-or more β values.
+estimator where a run has it, else the pass it has), averaged over seeds; an arm is drawn as a
+curve when it has two or more β values.
 """
 
 from __future__ import annotations
@@ -41,7 +41,10 @@ def beta_points(frame: pd.DataFrame) -> pd.DataFrame:
     keyed = pd.concat([rows[["dataset", "method", "value"]], numbers], axis=1)
     points = keyed.groupby(["dataset", "method", "value"], sort=True).mean().reset_index()
     points["seeds"] = rows.groupby(["dataset", "method", "value"], sort=True).size().to_numpy()
-    return points.rename(columns={"method": "arm", "value": "beta"})
+    points = points.rename(columns={"method": "arm", "value": "beta"})
+    used = sorted(rows["estimator"].dropna().unique()) if "estimator" in rows else []
+    points.attrs["estimator"] = "/".join(used) or "elbo"  # which pass the points came from
+    return points
 
 
 def swept(points: pd.DataFrame) -> pd.DataFrame:
@@ -301,8 +304,9 @@ def beta_section(
         if has_mi:  # a model without a Gaussian posterior has no I(x;z) estimate
             holds = rows["mutual_info_nats"] <= rows["rate_nats"] + 1e-9
             table = table.assign(holds=np.where(holds, "yes", "**no**"))
-        md += ["", "Rate and distortion in nats per image (ELBO pass, whole split, mean over "
-               "seeds); I(x;z) by ELBO surgery, which cannot exceed log N.", "",
+        estimator = points.attrs.get("estimator", "elbo").upper()
+        md += ["", f"Rate and distortion in nats per image ({estimator} pass over the images "
+               "counted, mean over seeds); I(x;z) by ELBO surgery, which cannot exceed log N.", "",
                markdown_table(table.drop(columns="dataset").rename(columns={
                    "rate_nats": "rate (KL)", "distortion_nats": "distortion",
                    "neg_elbo_nats": "−ELBO", "mutual_info_nats": "I(x;z)",

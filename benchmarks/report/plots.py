@@ -153,6 +153,8 @@ def rd_plots(
     for each dataset and image set (curves measured on other images are not comparable, so
     they get their own figure); returns ``{(dataset, image_set, metric): files}``."""
     axes = {"psnr": "higher", "ms_ssim_db": "higher", **(extra or {})}
+    if agg.empty:
+        return {}
     written = {}
     views = agg.assign(view=agg["dataset"] + _options(agg))
     for (dataset, image_set), rows in views.groupby(["dataset", "image_set"], sort=True):

@@ -62,6 +62,11 @@ from vlae_models.train import (
 from vlae_models.zoo import resolve
 
 PHASES = ("train_step", "forward", "encode", "decode", "sample")
+WHEN = {  # which targets have a phase
+    "train_step": "models only", "forward": "models only",
+    "encode": "models with compress, and codecs", "decode": "models with compress, and codecs",
+    "sample": "autoregressive decoders only: drawing pixel by pixel",
+}  # fmt: skip
 # Asked for by name: one training step *with its batching*, from the training loop's in-memory
 # batches (``train_loop``) and from a generic per-item torch DataLoader (``dataloader_loop``).
 LOOP_PHASES = ("train_loop", "dataloader_loop")
@@ -467,6 +472,9 @@ def measure(
                 batch, data = [images[i % len(images)] for i in range(batch_size)], "given"
             calls = codec_phases(target, batch)
             per_image = int(np.mean([im.shape[0] * im.shape[1] for im in batch]))
+        missing = [p for p in phases if p not in calls and p not in LOOP_PHASES]
+        if missing and batch_size == batch_sizes[0]:
+            echo(f"note: {target.label} has no {', '.join(missing)} phase ({WHEN[missing[0]]})")
         for phase in [p for p in phases if p in calls]:
             # An autoregressive draw of a batch takes H*W steps: a few repeats say enough.
             n = min(repeats, max(3, repeats // 3)) if phase == "sample" else repeats
@@ -530,6 +538,9 @@ def throughput_to(
                 continue
             target = resolve_target(ref, device)
             rows = measure(target, device=device, echo=echo, **settings)
+            if not rows:
+                asked = ", ".join(settings.get("phases", PHASES))
+                raise BenchError(f"{ref} has none of the phases asked for ({asked})")
             store.add([{**row, "target": ref} for row in rows])
             store.flush()
     return store
