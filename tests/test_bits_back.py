@@ -109,11 +109,12 @@ def test_damaged_messages_fail_cleanly(binarized_mnist_dir):
     stream = container.unpack(data, coder_method.identity)
     words = bytearray(stream.strings[0])
     words[len(words) // 2] ^= 0x01
-    forged = container.pack(stream.header, [bytes(words)])
+    forged = container.pack({**coder_method.identity, **stream.header}, [bytes(words)])
     with pytest.raises(container.StreamError, match="message is damaged"):
         coder_method.decode(forged)
     with pytest.raises(container.StreamError, match="whole 32-bit words"):
-        coder_method.decode(container.pack(stream.header, [bytes(words[:-1])]))
+        header = {**coder_method.identity, **stream.header}
+        coder_method.decode(container.pack(header, [bytes(words[:-1])]))
 
 
 def test_codecs_cli_round_trips_and_sums_to_the_message(binarized_mnist_dir, tmp_path, monkeypatch,

@@ -73,9 +73,11 @@ def test_codecs_and_a_checkpoint_in_one_command(monkeypatch, capsys, binarized_m
     assert "KL bound" in report and "real coded bytes" in report and "bits per dimension" in report
 
 
-def test_the_kl_rate_is_the_analytic_kl_of_each_image(tiny_checkpoints, binary_test):
+def test_the_kl_rate_is_the_analytic_kl_of_each_image(tiny_checkpoints, binary_test,
+                                                      binarized_mnist_dir):  # fmt: skip
     from baselines import container
-    from vlae_models.entropy import NOISE_STEP, decompress_vectors, unpack_steps
+    from benchmarks.runs.model_runs import load_pixels
+    from vlae_models.entropy import NOISE_STEP, decompress_vectors
 
     (setting,), _ = plan([f"model:{tiny_checkpoints['beta-vae']}"], None)
     rows = [r for r in evaluate_items([setting], binary_test, {}) if r["rate_kind"] == "kl"]
@@ -86,19 +88,21 @@ def test_the_kl_rate_is_the_analytic_kl_of_each_image(tiny_checkpoints, binary_t
     kl = (0.5 * (mean**2 + std**2 - 1) - std.log()).sum(1)  # Kingma & Welling 2014, App. B
     assert np.allclose([r["rate_nats"] for r in rows], kl.numpy(), rtol=1e-5)
     # the scored image is the decoder mean at the z its stream carries: within half a step of
-    # the posterior mean, with steps on a half-octave grid around sqrt(12) posterior stds
+    # the posterior mean, with the steps training calibrated on the half-octave grid around
+    # sqrt(12) times each dimension's median posterior std over training images
     method = setting.build()
     method.setup("cpu")
-    dim = mean.shape[1]
-    for item, row, mu, sigma in zip(binary_test, rows, mean, std, strict=True):
+    dim, steps = mean.shape[1], model.calibrated_steps
+    train = load_pixels("binarized-mnist", "train", binarized_mnist_dir.parent, limit=256)
+    with torch.no_grad():
+        target = NOISE_STEP * model.encode(model.prepare(train))[1].median(0).values
+    inside = (target > 2**-6) & (target < 2**1.5)
+    assert (torch.log2(steps / target)[inside].abs() <= 0.25 + 1e-5).all()
+    for item, row, mu in zip(binary_test, rows, mean, strict=True):
         stream = container.unpack(method.encode(item.pixels), method.identity)
-        steps = unpack_steps(stream.strings[0], dim)
-        z_hat = decompress_vectors(stream.strings, [1, dim], torch.device("cpu"))[0]
+        assert len(stream.strings) == 1  # the model's own steps: none in the stream
+        z_hat = decompress_vectors(stream.strings, [1, dim], torch.device("cpu"), steps)[0]
         assert (torch.abs(z_hat - mu) <= steps / 2 + 1e-6).all()
-        target = NOISE_STEP * sigma
-        inside = (target > 2**-6) & (target < 2**1.5)
-        octaves = torch.log2(steps / target)[inside].abs()
-        assert (octaves <= 0.25 + 1e-5).all()
         with torch.no_grad():
             recon = model.likelihood.mean(model.decode(z_hat[None]))[0, 0] > 0.5
         expected = (recon.numpy() != item.pixels.astype(bool)).mean()
@@ -117,7 +121,8 @@ def test_the_vlae_decodes_a_seeded_draw_from_p_x_given_z(tiny_checkpoints, binar
     # the draw is the PixelCNN's, given the decoded z (the flow inverted at the decoded eps)
     from vlae_models.entropy import decompress_vectors
 
-    eps = decompress_vectors(coded["strings"], coded["shape"], torch.device("cpu"))
+    steps = model.calibrated_steps
+    eps = decompress_vectors(coded["strings"], coded["shape"], torch.device("cpu"), steps)
     z = model.prior.inverse(eps)
     torch.manual_seed(0)
     drawn, _ = model.decode(z)

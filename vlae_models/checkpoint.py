@@ -156,6 +156,26 @@ def _check_meta(path: Path, raw: bytes, header_len: int, size: int) -> dict[str,
     return meta
 
 
+def calibrate(path: Path | str, pixels: Tensor, source: str) -> dict[str, Any]:
+    """Give the model in a checkpoint its codec's own quantization steps, measured on
+    ``pixels`` (uint8 training images; ``source`` says which), and rewrite the file with
+    them in every weights section: its streams then carry no steps. Returns the record
+    kept in the file's metadata. A model without ``calibrate`` raises ModelError."""
+    path = Path(path)
+    tensors, meta = read(path)
+    model, _ = load(path, weights="ema")
+    if not hasattr(model, "calibrate"):
+        raise ModelError(f"a '{meta['model']}' has no calibrated codec steps")
+    model.calibrate(model.prepare(pixels))
+    dtype = torch.float16 if meta.get("storage") == "float16" else torch.float32
+    for prefix in ["model/"] + (["ema/"] if meta.get("has_ema") else []):
+        for key in model.optional_state:
+            tensors[prefix + key] = _cpu(getattr(model, key)).to(dtype)
+    meta["calibration"] = {"images": len(pixels), "source": source}
+    atomic_write(path, _serialize(tensors, meta))
+    return meta["calibration"]
+
+
 def read(path: Path | str) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """Validate a checkpoint file and return its tensors and metadata (nothing is executed)."""
     path = Path(path)
@@ -181,9 +201,12 @@ def _section(tensors: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
 
 
 def load_state_checked(module: nn.Module, state: dict[str, Tensor], path: Path, what: str) -> None:
-    """``module.load_state_dict(state)`` with a one-line error when the shapes or keys differ."""
+    """``module.load_state_dict(state)`` with a one-line error when the shapes or keys differ.
+    Buffers the module lists in ``optional_state`` (its codec's calibrated steps) may be
+    missing: a file written before they existed keeps their initial value."""
     expected = module.state_dict()
-    missing = sorted(set(expected) - set(state))
+    optional = set(getattr(module, "optional_state", ()))
+    missing = sorted(set(expected) - set(state) - optional)
     unexpected = sorted(set(state) - set(expected))
     shapes = [
         f"{k} is {tuple(state[k].shape)} in the file but {tuple(v.shape)} in the model"
@@ -199,7 +222,7 @@ def load_state_checked(module: nn.Module, state: dict[str, Tensor], path: Path, 
         if shapes:
             parts.append(f"{len(shapes)} shape mismatch(es) (first: {shapes[0]})")
         raise _fail(path, f"{what} do not fit the model architecture: " + "; ".join(parts))
-    module.load_state_dict(state)
+    module.load_state_dict(state, strict=not optional)
 
 
 def build_from_meta(meta: dict[str, Any], path: Path) -> LatentModel:

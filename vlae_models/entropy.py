@@ -11,6 +11,12 @@ CompressAI's scale table (64 levels from 0.11 to 256), which both sides do ident
 With ``step = sqrt(12) * sigma_q`` (uniform noise of the posterior's variance) the code length
 of a Gaussian posterior N(mu, sigma_q) is about its KL plus log(sqrt(2 pi e) / sqrt(12)) =
 0.177 nats per dimension, for dimensions with sigma_q small against the prior's std.
+
+Where the steps come from (vector latents, :class:`CalibratedSteps`): a *calibrated* model
+holds its own, sqrt(12) times each dimension's median posterior std over training images,
+like the CDF tables CompressAI's ``update()`` stores with a model; its streams carry no steps.
+An uncalibrated one sends them in every stream, 4 bits per dimension: 16 of the 28 bytes a
+32-dimensional β-VAE wrote per MNIST digit (docs/learned.md).
 """
 
 from __future__ import annotations
@@ -126,20 +132,59 @@ def channel_steps(std: Tensor) -> tuple[bytes, Tensor]:
     return data, steps.view(-1, 1, 1)
 
 
-def compress_vectors(mean: Tensor, std: Tensor) -> list[bytes]:
-    """Code a batch of posterior means (B, D) under N(0, I): per-dimension steps of sqrt(12)
-    times the batch's mean posterior std (as 4-bit codes), then one rANS string."""
-    step_bytes, step = pack_steps(NOISE_STEP * std.mean(0))
+def compress_vectors(mean: Tensor, std: Tensor, steps: Tensor | None = None) -> list[bytes]:
+    """Code a batch of posterior means (B, D) under N(0, I) into one rANS string, with the
+    model's calibrated ``steps`` (D,); without them, with per-dimension steps of sqrt(12)
+    times the batch's mean posterior std, sent first as 4-bit codes."""
     zeros = torch.zeros_like(mean)
+    if steps is not None:
+        string, _ = gaussian_coder().compress(mean, zeros, torch.ones_like(mean), steps)
+        return [string]
+    step_bytes, step = pack_steps(NOISE_STEP * std.mean(0))
     string, _ = gaussian_coder().compress(mean, zeros, torch.ones_like(mean), step.to(mean.device))
     return [step_bytes, string]
 
 
-def decompress_vectors(strings: list[bytes], shape: list[int], device: torch.device) -> Tensor:
+def decompress_vectors(
+    strings: list[bytes], shape: list[int], device: torch.device, steps: Tensor | None = None
+) -> Tensor:
     """The (B, D) vectors :func:`compress_vectors` coded; a misfit raises ValueError."""
-    if len(strings) != 2 or len(shape) != 2:
-        raise ValueError(f"expected 2 strings and a (B, D) shape, got {len(strings)}, {shape}")
-    step = unpack_steps(strings[0], shape[1]).to(device)
+    if len(shape) != 2 or len(strings) != (1 if steps is not None else 2):
+        sent = "carries its steps" if len(strings) == 2 else "carries no steps"
+        model = "is calibrated" if steps is not None else "is not calibrated"
+        raise ValueError(f"{len(strings)} string(s) for a (B, D) latent {shape}: the stream "
+                         f"{sent} and the model {model}")  # fmt: skip
+    if steps is None:
+        steps = unpack_steps(strings[0], shape[1]).to(device)
     zeros = torch.zeros(shape, device=device)
     ones = torch.ones_like(zeros)
-    return gaussian_coder().decompress(strings[1], zeros, ones, step.expand(shape))
+    return gaussian_coder().decompress(strings[-1], zeros, ones, steps.expand(shape))
+
+
+class CalibratedSteps:
+    """For a model with (B, D) Gaussian posteriors (``encode(x) -> (mean, std)``): its own
+    quantization steps, a buffer ``latent_steps`` saved with its weights (zeros until
+    :meth:`calibrate`; checkpoints from before calibration existed load without it)."""
+
+    optional_state = ("latent_steps",)
+    latent_steps: Tensor
+
+    def init_steps(self, dim: int) -> None:
+        self.register_buffer("latent_steps", torch.zeros(dim))  # type: ignore[attr-defined]
+
+    @property
+    def calibrated_steps(self) -> Tensor | None:
+        """The calibrated steps (snapped to their grid, which half-precision storage blurs),
+        or None for a model that has none."""
+        if not bool((self.latent_steps > 0).all()):
+            return None
+        return pack_steps(self.latent_steps)[1].to(self.latent_steps.device)
+
+    @torch.no_grad()
+    def calibrate(self, x: Tensor, batch_size: int = 500) -> None:
+        """Set the steps from model inputs ``x`` (training images, never the test split):
+        sqrt(12) times each dimension's median posterior std, on the 4-bit grid."""
+        encode = self.encode  # type: ignore[attr-defined]
+        stds = [encode(x[i : i + batch_size])[1] for i in range(0, len(x), batch_size)]
+        _, steps = pack_steps(NOISE_STEP * torch.cat(stds).float().median(0).values)
+        self.latent_steps.copy_(steps)

@@ -54,6 +54,7 @@ from vlae_models.files import append_line, atomic_write
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
 LOG_NAME = "train_log.jsonl"
+CALIBRATION_IMAGES = 2000  # training images that set a codec's quantization steps at the end
 # Settings that may change between an interrupted run and its resumption.
 _RESUMABLE_CHANGES = {"steps", "epochs", "checkpoint_every", "log_every", "eval_every", "progress"}
 
@@ -520,6 +521,11 @@ def train(
         bar.close()
     if eval_pixels is not None:
         log.write({"step": total, "eval": _quick_eval(model, ema, eval_pixels, group)})
+    if group.is_main and hasattr(model, "calibrate"):
+        few = pixels[:CALIBRATION_IMAGES].cpu()
+        if config.crop is not None:
+            few = random_crops(few, config.crop, config.seed, 0)
+        checkpoint.calibrate(saver.path, few, f"the first {len(few)} training images")
     group.barrier()
     if created_group:
         torch.distributed.destroy_process_group()

@@ -22,7 +22,7 @@ from vlae_models.distributions import (
     split_gaussian,
     std_normal_log_prob,
 )
-from vlae_models.entropy import compress_vectors, decompress_vectors
+from vlae_models.entropy import CalibratedSteps, compress_vectors, decompress_vectors
 from vlae_models.layers.resblocks import check_image_shape, down_stem, up_stem
 from vlae_models.likelihoods import likelihood_from_config
 
@@ -39,7 +39,7 @@ class BetaVAEConfig(ModelConfig):
 @register_model(
     "beta-vae", BetaVAEConfig, "β-VAE: conv encoder/decoder, Gaussian posterior, N(0, I)"
 )
-class BetaVAE(LatentModel):
+class BetaVAE(CalibratedSteps, LatentModel):
     """Kingma & Welling 2014 / Higgins et al. 2017."""
 
     def __init__(self, config: BetaVAEConfig) -> None:
@@ -59,6 +59,7 @@ class BetaVAE(LatentModel):
         )
         self.decoder_in = nn.Linear(config.latent_dim, flat)
         self.decoder = up_stem(config.width, self.likelihood.param_channels)
+        self.init_steps(config.latent_dim)
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """q(z|x): (mean, std), each (B, latent_dim)."""
@@ -99,7 +100,8 @@ class BetaVAE(LatentModel):
         """Real bits for a batch x: the posterior means, quantized and coded under the N(0, I)
         prior (:func:`vlae_models.entropy.compress_vectors`). CompressAI's convention."""
         mean, std = self.encode(x)
-        return {"strings": compress_vectors(mean, std), "shape": list(mean.shape)}
+        strings = compress_vectors(mean, std, self.calibrated_steps)
+        return {"strings": strings, "shape": list(mean.shape)}
 
     @torch.no_grad()
     def decompress(self, strings: list[bytes], shape: list[int]) -> dict[str, Tensor]:
@@ -107,7 +109,8 @@ class BetaVAE(LatentModel):
         if shape[1:] != [self.config.latent_dim]:
             raise ModelError(f"beta-vae stream does not fit: latent {shape}")
         try:
-            z = decompress_vectors(strings, shape, next(self.parameters()).device)
+            steps, device = self.calibrated_steps, self.latent_steps.device
+            z = decompress_vectors(strings, shape, device, steps)
         except ValueError as err:
             raise ModelError(f"beta-vae stream does not fit: {err}") from None
         return {"x_hat": self.likelihood.mean(self.decode(z))}

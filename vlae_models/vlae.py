@@ -81,7 +81,7 @@ from vlae_models.distributions import (
     split_gaussian,
     std_normal_log_prob,
 )
-from vlae_models.entropy import compress_vectors, decompress_vectors
+from vlae_models.entropy import CalibratedSteps, compress_vectors, decompress_vectors
 from vlae_models.layers.flows import AutoregressiveFlowPrior
 from vlae_models.layers.resblocks import check_image_shape, down_stem, up_stem
 from vlae_models.likelihoods import likelihood_from_config
@@ -125,7 +125,7 @@ class VLAEConfig(ModelConfig):
     VLAEConfig,
     "Variational Lossy Autoencoder: small-window PixelCNN decoder, AF (or Gaussian) prior",
 )
-class VLAE(LatentModel):
+class VLAE(CalibratedSteps, LatentModel):
     """Chen et al. 2017, "Variational Lossy Autoencoder" (see the module docstring).
 
     ``forward(x, z=None)`` returns distortion = -log p(x|z) and rate = log q(z|x) - log p(z)
@@ -176,6 +176,7 @@ class VLAE(LatentModel):
             if config.prior == "af"
             else None
         )
+        self.init_steps(config.z_dim)
 
     # --- the pieces ---------------------------------------------------------------------------
 
@@ -286,7 +287,8 @@ class VLAE(LatentModel):
         (:func:`vlae_models.entropy.compress_vectors`); with the Gaussian prior eps = z."""
         mean, std = self.encode(x)
         eps = mean if self.prior is None else self.prior(mean.float())[0]
-        return {"strings": compress_vectors(eps, std), "shape": list(mean.shape)}
+        strings = compress_vectors(eps, std, self.calibrated_steps)
+        return {"strings": strings, "shape": list(mean.shape)}
 
     @torch.no_grad()
     def decompress(
@@ -302,7 +304,8 @@ class VLAE(LatentModel):
         if shape[1:] != [self.config.z_dim]:
             raise ModelError(f"vlae stream does not fit: latent {shape}")
         try:
-            eps = decompress_vectors(strings, shape, next(self.parameters()).device)
+            steps, device = self.calibrated_steps, self.latent_steps.device
+            eps = decompress_vectors(strings, shape, device, steps)
         except ValueError as err:
             raise ModelError(f"vlae stream does not fit: {err}") from None
         z = eps if self.prior is None else self.prior.inverse(eps)

@@ -112,6 +112,16 @@ def export(
     return target
 
 
+def record_calibration(name: str, calibration: dict[str, Any], folder: Path | None = None) -> None:
+    """After :func:`vlae_models.checkpoint.calibrate` rewrote a zoo file: its new size and
+    what it was calibrated on, in the index."""
+    folder = folder or zoo_dir()
+    entries = index(folder)
+    entry = entries[name]
+    entry.update(bytes=(folder / entry["file"]).stat().st_size, calibration=calibration)
+    _write_index(entries, folder)
+
+
 def set_reference(name: str, numbers: dict[str, Any], folder: Path | None = None) -> None:
     """Record the test numbers a zoo checkpoint reproduces (in the index, not the file)."""
     folder = folder or zoo_dir()

@@ -151,6 +151,22 @@ def zoo_export(
     typer.echo(f"-> {export_to_zoo(run, name, fp16=fp16)}")
 
 
+@app.command("calibrate")
+def calibrate_command(
+    checkpoint: str = typer.Argument(..., help="A checkpoint path or zoo:NAME, rewritten."),
+    dataset: str = typer.Option(..., help="The dataset the model was trained on."),
+    split: str = typer.Option("train", help="A training split (never the test split)."),
+    limit: int = typer.Option(2000, min=1, help="Images measured."),
+    data_dir: Path | None = DataDir,
+) -> None:
+    """Give a model its codec's own quantization steps (training ends with this; older
+    checkpoints need it): its streams then carry no steps."""
+    from benchmarks.runs.model_runs import calibrate_to
+
+    record = calibrate_to(checkpoint, dataset, split=split, limit=limit, data_dir=data_dir)
+    typer.echo(f"{checkpoint}: calibrated on {record['source']}")
+
+
 @zoo_app.command("reference")
 def zoo_reference(
     name: str = typer.Argument(..., help="Zoo name."),

@@ -43,24 +43,32 @@ class FuzzReport:
 
 
 def mutations(streams: Sequence[bytes], n: int, seed: int = 0) -> Iterator[tuple[str, bool, bytes]]:
-    """n mutated streams as (kind, crc_fixed, bytes), kinds and CRC fixing in turn."""
+    """n mutated streams as (kind, crc_fixed, bytes), kinds and CRC fixing in turn. A draw
+    that gives back an intact stream (a splice where two streams' equal headers meet, a bit
+    flipped twice) is drawn again: it is not a mutation."""
     rng = np.random.default_rng(seed)
+    intact = set(streams)
     for i in range(n):
         kind, fix = KINDS[i % 3], bool((i // 3) % 2)
-        data = bytearray(streams[i % len(streams)])
-        if kind == "truncated":
-            data = data[: int(rng.integers(0, len(data)))]
-        elif kind == "bit-flipped":
-            for _ in range(int(rng.integers(1, 9))):
-                pos = int(rng.integers(0, len(data) * 8))
-                data[pos // 8] ^= 1 << (pos % 8)
-        else:
-            other = streams[(i + 1) % len(streams)]
-            head, tail = int(rng.integers(0, len(data))), int(rng.integers(0, len(other)))
-            data = data[:head] + other[tail:]
+        data = streams[i % len(streams)]
+        while data in intact:
+            data = _mutate(kind, streams[i % len(streams)], streams[(i + 1) % len(streams)], rng)
         if fix and len(data) >= 4:
-            data[-4:] = zlib.crc32(bytes(data[:-4])).to_bytes(4, "big")
-        yield kind, fix, bytes(data)
+            data = data[:-4] + zlib.crc32(data[:-4]).to_bytes(4, "big")
+        yield kind, fix, data
+
+
+def _mutate(kind: str, stream: bytes, other: bytes, rng: np.random.Generator) -> bytes:
+    data = bytearray(stream)
+    if kind == "truncated":
+        return bytes(data[: int(rng.integers(0, len(data)))])
+    if kind == "bit-flipped":
+        for _ in range(int(rng.integers(1, 9))):
+            pos = int(rng.integers(0, len(data) * 8))
+            data[pos // 8] ^= 1 << (pos % 8)
+        return bytes(data)
+    head, tail = int(rng.integers(0, len(data))), int(rng.integers(0, len(other)))
+    return bytes(data[:head]) + other[tail:]
 
 
 def fuzz(method: Codec, images: Sequence[np.ndarray], n: int, seed: int = 0) -> FuzzReport:

@@ -20,12 +20,18 @@ from benchmarks.errors import BenchError
 from benchmarks.results import ALL_IMAGES, read_results, read_run
 from benchmarks.runs.store import Job, RunStore
 from vlae_models import zoo
-from vlae_models.checkpoint import load, read_meta
+from vlae_models.checkpoint import calibrate, load, read_meta
 from vlae_models.config import TrainConfig, make_config, parse_overrides
 from vlae_models.core import get_entry
 from vlae_models.distributed import launched_world
 from vlae_models.evaluate import evaluate
-from vlae_models.train import _RESUMABLE_CHANGES, CHECKPOINT_NAME, resolve_device, train
+from vlae_models.train import (
+    _RESUMABLE_CHANGES,
+    CALIBRATION_IMAGES,
+    CHECKPOINT_NAME,
+    resolve_device,
+    train,
+)
 from vlae_models.zoo import resolve, weights_digest
 
 
@@ -147,6 +153,29 @@ def export_to_zoo(run: Path, name: str, fp16: bool = False) -> Path:
     keep = ("command", "git_commit", "started", "wall_s", "earlier_wall_s", "dataset", "split")
     provenance = {k: info[k] for k in keep if k in info}
     return zoo.export(Path(run) / CHECKPOINT_NAME, name, provenance=provenance, fp16=fp16)
+
+
+def calibrate_to(
+    ref: str,
+    dataset: str,
+    *,
+    split: str = "train",
+    limit: int = CALIBRATION_IMAGES,
+    data_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Give a checkpoint (a path or ``zoo:NAME``) its codec's quantization steps, measured on
+    ``limit`` images of a training split, in place; a zoo entry's index records the change."""
+    if split == "test":
+        raise BenchError("calibrate on training images: steps fitted to the test split would "
+                         "flatter every coded rate measured on it")  # fmt: skip
+    path = resolve(ref)
+    meta = read_meta(path)
+    seed = int((meta.get("train_config") or {}).get("seed", 0))
+    pixels = load_pixels(dataset, split, data_dir, seed, limit)
+    record = calibrate(path, pixels, f"{dataset} {split}, {len(pixels)} images spread over it")
+    if ref.startswith(zoo.PREFIX):
+        zoo.record_calibration(ref[len(zoo.PREFIX) :], record)
+    return record
 
 
 REFERENCE_COLUMNS = ("neg_elbo_nats", "nll_nats", "kl_nats", "rate_nats", "distortion_nats",
