@@ -234,3 +234,30 @@ def test_vlae_bench_demo_runs_the_whole_demo_offline(tmp_path, monkeypatch, caps
     assert set(table["arm"]) == {a.name for a in load_spec(
         Path(benchmarks.__file__).parent / "specs" / "demo.toml").arms}  # fmt: skip
     assert "report.html" in stdout
+
+
+DEMO_LABELS = {"β-VAE": "beta-vae", "VLAE": "vlae", "bmshj2018-factorized":
+               "bmshj2018-factorized", "JPEG": "jpeg", "WebP": "webp", "PNG": "png"}  # fmt: skip
+
+
+def test_the_committed_demo_readme_quotes_the_committed_table():
+    """results/demo/README.md's table is read off results/demo's results table: each bpp and
+    PSNR it quotes is one of that method's means, at the precision quoted."""
+    folder = Path(__file__).parents[1] / "results" / "demo"
+    means = read_results([folder]).groupby(["method", "value", "rate_kind"])[["bpp", "psnr"]]
+    means = means.mean().reset_index()
+    rows = [
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in (folder / "README.md").read_text().splitlines()
+        if line.startswith("| ") and line.split("|")[1].strip() in DEMO_LABELS
+    ]
+    assert {row[0] for row in rows} == set(DEMO_LABELS)
+    for label, _, _, bpp_cell, psnr_cell in rows:
+        method = means[means["method"] == DEMO_LABELS[label]]
+        for column, cell in (("bpp", bpp_cell), ("psnr", psnr_cell)):
+            quoted = re.findall(r"\d+\.\d+", cell) or ([] if cell != "exact" else ["inf"])
+            assert quoted, (label, cell)
+            for number in quoted:
+                decimals = len(number.split(".")[1]) if number != "inf" else 0
+                values = method[column].round(decimals) if number != "inf" else method[column]
+                assert np.isclose(values, float(number)).any(), (label, column, number)
