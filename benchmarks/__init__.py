@@ -15,7 +15,8 @@ tutorial is ``docs/api.md`` (a test runs its code).
   ``vlae_bench.methods`` and ``vlae_bench.metrics``.
 - **Items and datasets**: :class:`NamedImage`, :func:`load_items`, :func:`load_pixels`.
 - **Running**: :func:`evaluate` (items and methods to a table), :func:`evaluate_to` (into a
-  run folder that resumes), :func:`train_to`, :func:`eval_to`.
+  run folder that resumes), :func:`train_to`, :func:`eval_to`, :func:`realism` (FID and
+  KID per method setting, with :func:`inception_from_file`).
 - **Results and reports**: :func:`read_results`, :func:`aggregate`, :func:`render_report`.
 - **Specs and sweeps**: :func:`load_spec`, :func:`expand`, :func:`sweep_to`, :class:`Runtime`.
 """
@@ -63,6 +64,8 @@ _EXPORTS = {
     "train_to": "benchmarks.runs.model_runs",
     "train_config": "benchmarks.runs.model_runs",
     "eval_to": "benchmarks.runs.model_runs",
+    "realism": "benchmarks.evaluation.realism",
+    "inception_from_file": "benchmarks.metrics.realism",
     "BenchError": "benchmarks.errors",
     # results and reports
     "read_results": "benchmarks.results",

@@ -61,6 +61,15 @@ def binarized_mnist_dir(data_root: Path) -> Path:
     return require_subdir(data_root, "binarized_mnist")
 
 
+@pytest.fixture(scope="session")
+def weights_dir() -> Path:
+    """The folder named by VLAE_BENCH_WEIGHTS (the perceptual metrics' weights)."""
+    env = os.environ.get("VLAE_BENCH_WEIGHTS")
+    if not env or not Path(env).is_dir():
+        _require("VLAE_BENCH_WEIGHTS is not set to an existing folder")
+    return Path(env)
+
+
 def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
     """Run ``vlae-bench ARGS`` in process; return (exit code, stdout, stderr)."""
     monkeypatch.setattr(sys, "argv", ["vlae-bench", *args])

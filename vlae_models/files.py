@@ -16,6 +16,7 @@ from vlae_models.errors import ModelError
 
 _VERSIONED = [
     "vlae-bench", "torch", "numpy", "pillow", "compressai", "pillow-jxl-plugin", "safetensors",
+    "lpips", "DISTS-pytorch", "piq", "torchmetrics",
 ]  # fmt: skip
 
 

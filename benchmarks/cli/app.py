@@ -30,10 +30,16 @@ Plugins = typer.Option(
     "(also $VLAE_BENCH_PLUGINS, comma-separated). Repeatable.",
 )  # fmt: skip
 PLUGINS_ENV = "VLAE_BENCH_PLUGINS"
+WeightsDir = typer.Option(
+    None, "--weights-dir",
+    help="Folder of the perceptual metrics' weights (else $VLAE_BENCH_WEIGHTS; docs/metrics.md).",
+)  # fmt: skip
 
 
 @app.callback()
-def plugins_for_every_command(plugin: list[str] = Plugins) -> None:
+def plugins_for_every_command(
+    plugin: list[str] = Plugins, weights_dir: Path | None = WeightsDir
+) -> None:
     """Benchmark lossy latent-variable image models against classical and learned codecs.
 
     `--plugin` before a command (`vlae-bench --plugin my_codecs.py report ...`) loads the
@@ -53,6 +59,15 @@ def load_plugins(given: list[str]) -> None:
     from_env = [p.strip() for p in os.environ.get(PLUGINS_ENV, "").split(",") if p.strip()]
     for ref in [*from_env, *given]:
         load_plugin(ref)
+
+
+def use_weights_dir(folder: Path | None) -> None:
+    """Name the weights folder for this process and the workers it starts (they inherit
+    the environment)."""
+    from benchmarks.metrics.weights import WEIGHTS_ENV
+
+    if folder is not None:
+        os.environ[WEIGHTS_ENV] = str(folder.expanduser().resolve())
 
 
 def run_folder(path: Path) -> Path:

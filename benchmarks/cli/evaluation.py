@@ -7,7 +7,16 @@ from pathlib import Path
 
 import typer
 
-from benchmarks.cli.app import DataDir, Plugins, app, echo_err, load_plugins, run_folder
+from benchmarks.cli.app import (
+    DataDir,
+    Plugins,
+    WeightsDir,
+    app,
+    echo_err,
+    load_plugins,
+    run_folder,
+    use_weights_dir,
+)
 
 
 def method_listing() -> str:
@@ -37,7 +46,10 @@ def metric_listing() -> str:
         origin = METRICS.origin(name)
         source = "" if origin.kind == "builtin" else f"  ({origin.label})"
         when = "default" if name in DEFAULT else "opt-in"
-        lines.append(f"{name:16} {when:8} {cls.data:6} {columns}{source}")
+        size = f"{cls.min_side} px+" if cls.min_side > 1 else ""
+        lines.append(f"{name:14} {when:8} {cls.data:6} {size:8} {columns}{source}")
+        if cls.__doc__ and origin.kind == "builtin":
+            lines.append(f"{'':24}{' '.join(cls.__doc__.split())}")
     return "\n".join(lines)
 
 
@@ -73,9 +85,11 @@ def codecs(
     latex: bool = typer.Option(False, help="Also write report.tex."),
     list_codecs: bool = typer.Option(False, "--list", help="List methods and metrics, exit."),
     plugin: list[str] = Plugins,
+    weights_dir: Path | None = WeightsDir,
 ) -> None:
     """Evaluate codecs and model checkpoints on one dataset: one table, report and RD plots."""
     load_plugins(plugin)
+    use_weights_dir(weights_dir)
     if list_codecs:
         typer.echo(method_listing())
         typer.echo("\nmetrics (--metrics NAME,...):")
@@ -94,6 +108,40 @@ def codecs(
     frame = store.frame()
     render_report(frame, out, runs=load_runs([out]), anchor=anchor, latex=latex)
     typer.echo(f"{len(frame)} rows, {time.perf_counter() - start:.1f} s -> {out}")
+
+
+@app.command()
+def realism(
+    codec: list[str] = typer.Option([], "--codec", "-c", help="As for codecs. Repeatable."),
+    dataset: str = typer.Option("kodak", help="Images with sides of 256 px or more."),
+    inception_weights: Path | None = typer.Option(
+        None, help="torch-fidelity's FID Inception weights (pt_inception-2015-12-05-6726825d.pth)."
+    ),
+    quality: str | None = typer.Option(None, help="Quality sweep, as for codecs."),
+    out: Path = typer.Option(Path("runs/realism"), help="Folder for realism.csv."),
+    data_dir: Path | None = DataDir,
+    limit: int | None = typer.Option(None, min=1, help="First N images."),
+    device: str = typer.Option("cpu", help="Device for model methods and the network."),
+    overwrite: bool = typer.Option(False, help="Replace an earlier realism.csv in --out."),
+    plugin: list[str] = Plugins,
+) -> None:
+    """FID and KID of each method's reconstructions on 256-px patches (HiFiC's protocol)."""
+    load_plugins(plugin)
+    from benchmarks.metrics.realism import RealismError, inception_from_file
+
+    target = out / "realism.csv"
+    if target.exists() and not overwrite:
+        raise RealismError(f"{target} exists: pass --overwrite to replace it, or another --out")
+    network = inception_from_file(inception_weights)
+    from benchmarks import load_items
+    from benchmarks.evaluation.realism import realism as realism_table
+    from vlae_models.files import atomic_write
+
+    items = load_items(dataset, data_dir=data_dir, limit=limit)
+    table = realism_table(items, codec, network.to(device), quality=quality, device=device)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(target, table.to_csv(index=False))
+    typer.echo(table.to_markdown(index=False, floatfmt=".4g"))
 
 
 @app.command()

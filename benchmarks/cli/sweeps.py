@@ -7,7 +7,15 @@ from pathlib import Path
 
 import typer
 
-from benchmarks.cli.app import DataDir, Plugins, app, echo_err, load_plugins
+from benchmarks.cli.app import (
+    DataDir,
+    Plugins,
+    WeightsDir,
+    app,
+    echo_err,
+    load_plugins,
+    use_weights_dir,
+)
 
 SUMMARY_COLUMNS = ["arm", "β/λ/q", "rate kind", "estimator", "seeds", "bpp", "NLL [nats]",
                    "PSNR [dB]", "MS-SSIM [dB]", "NLL sd", "PSNR sd", "images"]  # fmt: skip
@@ -37,9 +45,11 @@ def sweep(
     ),
     anchor: str | None = typer.Option(None, help="Anchor arm for BD-rate (default jpeg)."),
     plugin: list[str] = Plugins,
+    weights_dir: Path | None = WeightsDir,
 ) -> None:
     """Run a spec's jobs (train, evaluate, collect, report); rerunning resumes."""
     load_plugins(plugin)
+    use_weights_dir(weights_dir)
     from benchmarks.runs.runtime import Runtime
 
     if dry_run:

@@ -53,6 +53,12 @@ class Metric(abc.ABC):
     min_side: ClassVar[int] = 1  # the smallest image side it is defined for
     description: ClassVar[str] = ""
 
+    @classmethod
+    def check(cls) -> None:
+        """Raise a one-line error if the metric cannot run here (its weights are missing),
+        before any work; called when a run's metrics are chosen."""
+        return None  # most metrics need nothing beyond their package
+
     def prepare(self, original: np.ndarray) -> Any:
         """The original's share of the work, done once per original (default: itself)."""
         return original
@@ -96,7 +102,7 @@ def _builtins() -> None:
         importlib.import_module(f"benchmarks.metrics.{module}")
 
 
-BUILTIN_MODULES = ("image",)
+BUILTIN_MODULES = ("image", "perceptual", "iqa")
 METRICS: Registry[type[Metric]] = Registry(
     "metric", MetricError, builtins=_builtins,
     group="vlae_bench.metrics", adopt=_adopt, owner=__name__,
@@ -119,6 +125,7 @@ def metric_names(asked: Sequence[str] | None) -> tuple[str, ...]:
             names.append(name)
     writers: dict[str, str] = {}
     for name in names:
+        METRICS[name].check()
         for column in METRICS[name].columns:
             if column in writers or column in RESERVED:
                 other = f"metric '{writers[column]}'" if column in writers else "the table"
