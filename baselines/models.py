@@ -45,6 +45,8 @@ class ModelMethod(Codec):
     rate_kinds = ("coded", "kl", "fixed", "prior")
     needs_weights = True
     max_items = 256
+    from_zoo = False  # the source is a zoo name, not a path
+    decoded = "sample"  # an autoregressive decoder's draw; "mean": its conditional means
 
     @classmethod
     def settings(
@@ -58,9 +60,15 @@ class ModelMethod(Codec):
             raise MethodError(f"give a checkpoint: {cls.name}:PATH")
         if values:
             raise MethodError(f"{cls.name}:{source} takes no values (its β is its training β)")
-        ref = source if cls.name == "model" else f"zoo:{source}"  # recorded as the user wrote it
+        ref = f"zoo:{source}" if cls.from_zoo else source  # recorded as the user wrote it
         meta = read_meta(resolve(ref))
         model_cls = get_entry(meta["model"]).model_cls
+        label = meta["model"]
+        if cls.decoded == "mean":
+            if not getattr(model_cls, "autoregressive", False):
+                raise MethodError(f"{ref} is a '{label}', whose decoder gives its mean already: "
+                                  f"use -c {cls.name.removesuffix('-mean')}:{source}")  # fmt: skip
+            label = f"{label}-mean"
         if not model_cls.has_latents:
             raise MethodError(
                 f"{ref} is a '{meta['model']}', a model with no latent code: nothing to "
@@ -69,7 +77,7 @@ class ModelMethod(Codec):
         if getattr(model_cls, "is_compressai", False):  # CompressAI's nets: their own method
             raise MethodError(f"{ref} is a '{meta['model']}': use -c {meta['model']}:{ref}")
         beta = float((meta.get("train_config") or {}).get("beta", 1.0))
-        return [Setting(cls.name, meta["model"], "beta", beta, ref)], []
+        return [Setting(cls.name, label, "beta", beta, ref)], []
 
     def setup(self, device: str = "cpu") -> None:
         from vlae_models.checkpoint import load
@@ -123,7 +131,8 @@ class ModelMethod(Codec):
             raise container.StreamError(f"stream header's shapes do not fit: {shape}, {latent}")
         try:
             with torch.no_grad():
-                x_hat = self.model.decompress(stream.strings, latent)["x_hat"]
+                mode = {"mode": "mean"} if self.decoded == "mean" else {}
+                x_hat = self.model.decompress(stream.strings, latent, **mode)["x_hat"]
         except ModelError as err:
             raise container.StreamError(str(err)) from None
         return from_tiles(to_pixels(x_hat, self.model.likelihood.binary).cpu(), shape)
@@ -182,7 +191,8 @@ class ModelMethod(Codec):
         decoded = self.decode(data)  # what is scored is what the stream decodes to
         dec_s = time.perf_counter() - start
         payload = container.unpack(data, self.identity).payload_bytes
-        drawn = "draw" if getattr(self.model, "autoregressive", False) else "mean"
+        autoregressive = getattr(self.model, "autoregressive", False)
+        drawn = "draw" if autoregressive and self.decoded == "sample" else "mean"
         return Coding(
             decoded, {"coded": payload * 8 * LN2, **bounds}, enc_s, dec_s, n_bytes=payload,
             extra={**extra, "container_bytes": len(data), "decoded_as": drawn},
@@ -225,3 +235,24 @@ class ZooMethod(ModelMethod):
 
     name = "zoo"
     description = "a reference checkpoint of the offline zoo, zoo:NAME (results/zoo/index.json)"
+    from_zoo = True
+
+
+@register_method("model-mean")
+class ModelMeanMethod(ModelMethod):
+    """``model:PATH`` with an autoregressive decoder (the VLAE's PixelCNN) emitting each
+    pixel's conditional mean given z and the pixels drawn before it (seed 0) instead of the
+    draw: the same stream and z, the decoder's mean."""
+
+    name = "model-mean"
+    description = "as model:PATH, decoded to the decoder's conditional means (VLAE)"
+    decoded = "mean"
+
+
+@register_method("zoo-mean")
+class ZooMeanMethod(ModelMeanMethod):
+    """``zoo:NAME`` decoded to the decoder's conditional means (see ``model-mean``)."""
+
+    name = "zoo-mean"
+    description = "as zoo:NAME, decoded to the decoder's conditional means (VLAE)"
+    from_zoo = True

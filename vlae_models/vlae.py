@@ -292,10 +292,13 @@ class VLAE(CalibratedSteps, LatentModel):
 
     @torch.no_grad()
     def decompress(
-        self, strings: list[bytes], shape: list[int], seed: int = 0
+        self, strings: list[bytes], shape: list[int], seed: int = 0, mode: str = "sample"
     ) -> dict[str, Tensor]:
         """Decode eps, invert the flow (sequential) to z, and draw x ~ p(x | z) through the
         PixelCNN with a fixed ``seed``: deterministic, and what the decoder really produces.
+        ``mode="mean"`` returns instead each pixel's conditional mean E[x_i | x_<i, z] along
+        that same drawn path: the same z, the decoder's mean (the perception-distortion
+        comparison, docs/metrics.md).
 
         Greedy decoding (``reconstruct(x, mode="mode")``) is deterministic too, but degenerate
         for this model: from a blank context the most likely value of every pixel is the
@@ -313,7 +316,7 @@ class VLAE(CalibratedSteps, LatentModel):
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
             drawn, _ = self.decode(z)
-        return {"x_hat": self.decoder.output(drawn, self.condition(z), "sample")}
+        return {"x_hat": self.decoder.output(drawn, self.condition(z), mode)}
 
     @torch.no_grad()
     def sample(self, n: int, mode: str = "mean") -> Tensor:

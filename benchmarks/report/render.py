@@ -19,6 +19,7 @@ import pandas as pd
 from benchmarks.report.beta import beta_section
 from benchmarks.report.format import html_document, latex_document, latex_table, markdown_table
 from benchmarks.report.labels import RATE_KIND_LABELS, extra_axes
+from benchmarks.report.perception import matched, perception_figure, perceptual_column
 from benchmarks.report.plots import bits_figure, rd_plots, save_figure, slug
 from benchmarks.report.rd_theory import is_rd_theory, rd_theory_section
 from benchmarks.report.tables import (
@@ -126,6 +127,7 @@ def render_report(
                 for path in figures.get((dataset, image_set, metric), []):
                     if path.suffix == ".png":
                         md.append(f"![{metric} vs bpp]({path.name})")
+            md += perception_part(rows, draws, out_dir, f"{view}, {image_set}", extra_figures)
             drawn = sorted(draws & set(rows["method"]))
             if drawn:
                 md += ["", f"*{', '.join(drawn)}: the decoded image is a draw from p(x | z) "
@@ -160,6 +162,26 @@ def render_report(
         atomic_write(written[-1], latex_document(tex, figures=figure_links(md)))
     figures_written = [p for paths in figures.values() for p in paths]
     return written + figures_written + extra_figures + beta_files + theory_files + throughput_files
+
+
+def perception_part(
+    rows: pd.DataFrame, draws: set[str], out_dir: Path, view: str, written: list[Path]
+) -> list[str]:
+    """The perception–distortion figure and its table for one image set, where a
+    perceptual column was scored (:mod:`benchmarks.report.perception`)."""
+    column = perceptual_column(rows)
+    points = matched(rows, column, draws) if column else pd.DataFrame()
+    fig = perception_figure(points, column, f"{view}: perception–distortion") if column else None
+    if fig is None:
+        return []
+    stem = out_dir / f"perception_{column}_{slug(view)}"
+    written += save_figure(fig, stem)
+    table = points.sort_values(["bpp", "family", "psnr"]).rename(columns={"bpp": "bpp (matched)"})
+    return ["", f"Perception–distortion plane at matched rates ({column} against PSNR; each "
+            "method interpolated in log-rate between its settings, never extrapolated; the "
+            "lines join each family's points that no other point of the family beats on "
+            "both):", "", f"![perception–distortion]({stem.name}.png)", "",
+            markdown_table(table)]  # fmt: skip
 
 
 def with_extra(columns: dict[str, str], extra: dict[str, str]) -> dict[str, str]:
