@@ -236,6 +236,14 @@ class MethodRequest:
         return cls(name, source or None, values.strip() or None)
 
 
+def check_names(requests: Sequence[str | MethodRequest]) -> None:
+    """Each request's method is registered and available here: what a typo needs to be
+    refused in a fraction of a second, before the evaluation stack (torch) loads."""
+    for request in requests:
+        available_method(MethodRequest.parse(request).name if isinstance(request, str)
+                         else request.name)  # fmt: skip
+
+
 def plan(
     requests: Sequence[str | MethodRequest], quality: str | None
 ) -> tuple[list[Setting], list[str]]:

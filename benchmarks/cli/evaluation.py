@@ -95,12 +95,17 @@ def codecs(
         typer.echo("\nmetrics (--metrics NAME,...):")
         typer.echo(metric_listing())
         return
+    from baselines.method import check_names
+    from benchmarks.metrics import metric_names
+
+    asked = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
+    check_names(codec)  # names first: a typo is refused before torch and seaborn load
+    metric_names(asked)
     from benchmarks.report import render_report
     from benchmarks.results import load_runs
     from benchmarks.runs.codec_runs import evaluate_to
 
     start = time.perf_counter()
-    asked = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
     store = evaluate_to(
         out, dataset, codec, quality=quality, metrics=asked, split=split, data_dir=data_dir,
         limit=limit, workers=workers, device=device, overwrite=overwrite, echo=echo_err,
@@ -186,10 +191,11 @@ def report(
     ),
 ) -> None:
     """Re-render tables and plots from stored results, combining several runs."""
-    from benchmarks.report import render_report
     from benchmarks.results import load_runs, read_results
 
-    frame = read_results(runs, unverified_ok=unverified)
+    frame = read_results(runs, unverified_ok=unverified)  # read (and refused) before seaborn loads
+    from benchmarks.report import render_report
+
     for file in frame.attrs.get("unverified", []):
         echo_err(f"warning: {file} has no checksums; the report says it is unverified")
     target = out or run_folder(runs[0])
