@@ -142,3 +142,22 @@ def test_a_corrupt_weights_file_is_refused(weights_dir, tmp_path, monkeypatch):
     with pytest.raises(WeightsError, match="SHA-256"):
         load(name, fallback=lambda: shutil.rmtree(folder))  # the fallback is never reached
     assert (folder / name).exists()
+
+
+def test_a_networks_memory_is_counted_before_any_work(monkeypatch, capsys, tmp_path, kodak3):
+    """LPIPS-VGG holds ~1.7 kB a pixel: with 400 MB free a Kodak image fits PSNR and SSIM
+    but not it, and the run is refused before it starts."""
+    import benchmarks.runs.codec_runs as codec_runs
+
+    class Tight:
+        available = 400 * 2**20
+
+    monkeypatch.setattr(codec_runs.psutil, "virtual_memory", lambda: Tight)
+    items = load_items("kodak", data_dir=kodak3, limit=1)
+    codec_runs.check_memory(items, 1, metric_names(None))  # the default set fits
+    out = tmp_path / "o"
+    code, _, err = run_cli(monkeypatch, capsys, "codecs", "--dataset", "kodak", "--data-dir",
+                           str(kodak3), "--limit", "1", "-c", "jpeg=50", "--metrics",
+                           "lpips-vgg", "--workers", "1", "--out", str(out))  # fmt: skip
+    assert_one_line_error(code, err, "kodim01 (512x768x3) needs about 0.7 GB")
+    assert not out.exists()

@@ -51,6 +51,9 @@ class Metric(abc.ABC):
     columns: ClassVar[dict[str, str]]  # column -> "higher" or "lower" (which is better)
     data: ClassVar[str] = "8-bit"  # "8-bit", "binary" (0/1 images) or "any"
     min_side: ClassVar[int] = 1  # the smallest image side it is defined for
+    # memory it holds per pixel while scoring, beyond the images (a network's activations;
+    # the run refuses, before any work, an image that would not fit)
+    bytes_per_pixel: ClassVar[int] = 0
     description: ClassVar[str] = ""
 
     @classmethod

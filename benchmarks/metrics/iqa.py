@@ -48,6 +48,7 @@ class VIFp(_PiqMetric):
     columns = {"vifp": "higher"}
     min_side = 41
     function = "vif_p"
+    bytes_per_pixel = 280  # measured on Kodak: 228
 
 
 @register_metric("fsim")
@@ -57,6 +58,7 @@ class FSIM(_PiqMetric):
     columns = {"fsim": "higher"}
     min_side = 2
     function = "fsim"
+    bytes_per_pixel = 360  # measured on Kodak: 297
 
 
 @register_metric("iw-ssim")
@@ -66,6 +68,7 @@ class IWSSIM(_PiqMetric):
     columns = {"iw_ssim": "higher"}
     min_side = 161
     function = "information_weighted_ssim"
+    bytes_per_pixel = 340  # measured on Kodak: 281
 
 
 @register_metric("gmsd")
@@ -75,6 +78,7 @@ class GMSD(_PiqMetric):
     columns = {"gmsd": "lower"}
     min_side = 2
     function = "gmsd"
+    bytes_per_pixel = 90  # measured on Kodak: 73
 
 
 @register_metric("ms-gmsd")
@@ -84,6 +88,7 @@ class MSGMSD(_PiqMetric):
     columns = {"ms_gmsd": "lower"}
     min_side = 17
     function = "multi_scale_gmsd"
+    bytes_per_pixel = 100  # measured on Kodak: 80
 
 
 @register_metric("haarpsi")
@@ -93,3 +98,4 @@ class HaarPSI(_PiqMetric):
     columns = {"haarpsi": "higher"}
     min_side = 16
     function = "haarpsi"
+    bytes_per_pixel = 170  # measured on Kodak: 137

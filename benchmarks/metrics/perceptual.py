@@ -45,6 +45,7 @@ class LPIPSAlex(_NetworkMetric):
 
     columns = {"lpips_alex": "lower"}
     min_side = 31  # AlexNet's second max-pool needs 31 px
+    bytes_per_pixel = 170  # measured on Kodak: 141
     network, files = "alex", (BACKBONES["alex"], HEADS["alex"])
 
 
@@ -54,6 +55,7 @@ class LPIPSVGG(_NetworkMetric):
 
     columns = {"lpips_vgg": "lower"}
     min_side = 16  # VGG16's fourth max-pool needs 16 px
+    bytes_per_pixel = 2000  # measured on Kodak: 1668
     network, files = "vgg", (BACKBONES["vgg"], HEADS["vgg"])
 
 
@@ -63,4 +65,5 @@ class DISTS(_NetworkMetric):
 
     columns = {"dists": "lower"}
     min_side = 16  # below it the fifth stage (after four 2x poolings) is under one pixel
+    bytes_per_pixel = 2000  # measured on Kodak: 1624
     network, files = "dists", (BACKBONES["vgg"], DISTS_WEIGHTS)

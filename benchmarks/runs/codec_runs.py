@@ -21,7 +21,7 @@ from benchmarks.datasets import DatasetView, NamedImage, is_image_dataset, load_
 from benchmarks.errors import BenchError
 from benchmarks.evaluation.engine import run_tasks
 from benchmarks.evaluation.workers import default_workers
-from benchmarks.metrics import column_info, metric_names
+from benchmarks.metrics import METRICS, column_info, metric_names
 from benchmarks.runs.store import Job, RunStore
 from vlae_models.train import resolve_device
 from vlae_models.zoo import weights_digest
@@ -51,7 +51,7 @@ def evaluate_to(
     settings, notes = plan(methods, quality)
     scored = metric_names(metrics)
     items = load_items(dataset, split=split, data_dir=data_dir, limit=limit)
-    check_memory(items, workers)
+    check_memory(items, workers, scored)
     view = DatasetView.parse(dataset)
     split = None if is_image_dataset(view.name) else split or "test"
     config = {
@@ -88,14 +88,19 @@ BYTES_PER_ITEM_BYTE = 8
 MEMORY_SHARE = 0.8  # of the memory available now
 
 
-def check_memory(items: Sequence[NamedImage], workers: int | None) -> None:
+def check_memory(
+    items: Sequence[NamedImage], workers: int | None, metrics: Sequence[str] = ()
+) -> None:
     """Refuse in one line, before any work, items that could not be coded and scored in the
-    memory this machine has now (each worker holds one item at a time)."""
+    memory this machine has now (each worker holds one item at a time, and runs the asked
+    metrics one after another: the hungriest one's activations count)."""
     if not items:
         return
     largest = max(items, key=lambda item: item.pixels.nbytes)
     at_once = min(workers or default_workers(), len(items))
-    need = largest.pixels.nbytes * BYTES_PER_ITEM_BYTE * at_once
+    pixels = largest.pixels.shape[0] * largest.pixels.shape[1]
+    networks = max((METRICS[name].bytes_per_pixel for name in metrics), default=0)
+    need = (largest.pixels.nbytes * BYTES_PER_ITEM_BYTE + pixels * networks) * at_once
     have = psutil.virtual_memory().available
     if need > MEMORY_SHARE * have:
         shape = "x".join(map(str, largest.pixels.shape))
