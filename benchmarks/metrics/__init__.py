@@ -89,6 +89,9 @@ def _adopt(name: str, cls: Any) -> type[Metric]:
             f"metric '{name}': {cls.__name__}.columns must map column names to 'higher' or "
             f"'lower' (which is better), got {columns!r}"
         )
+    if not isinstance(cls.bytes_per_pixel, int) or cls.bytes_per_pixel < 0:
+        raise PluginError(f"metric '{name}': bytes_per_pixel must be an int >= 0, "
+                          f"got {cls.bytes_per_pixel!r}")  # fmt: skip
     if cls.data not in DATA:
         raise PluginError(f"metric '{name}': data must be one of {DATA}, got {cls.data!r}")
     declared = cls.__dict__.get("name")  # its own, not a parent's
@@ -128,7 +131,7 @@ def metric_names(asked: Sequence[str] | None) -> tuple[str, ...]:
             names.append(name)
     writers: dict[str, str] = {}
     for name in names:
-        METRICS[name].check()
+        _checked(name)
         for column in METRICS[name].columns:
             if column in writers or column in RESERVED:
                 other = f"metric '{writers[column]}'" if column in writers else "the table"
@@ -138,6 +141,19 @@ def metric_names(asked: Sequence[str] | None) -> tuple[str, ...]:
                 )
             writers[column] = name
     return tuple(names)
+
+
+def _checked(name: str) -> None:
+    """The metric's own ``check()``; what a plugin's raises beyond a one-line error is one
+    line naming it."""
+    try:
+        METRICS[name].check()
+    except BenchError:
+        raise
+    except Exception as err:
+        message = " ".join(str(err).split())[:200]
+        raise MetricError(f"metric '{name}' ({METRICS.origin(name).label}) failed its check: "
+                          f"{type(err).__name__}: {message}") from None  # fmt: skip
 
 
 def column_info(names: Sequence[str]) -> dict[str, dict[str, str]]:
