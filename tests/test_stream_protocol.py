@@ -25,6 +25,8 @@ MNIST_MODEL = "zoo:beta-vae-binarized-mnist"
 SOURCES = {  # what a method that needs weights is given
     "model": MNIST_MODEL, "zoo": MNIST_MODEL.removeprefix("zoo:"), "bb-ans": MNIST_MODEL,
     "bmshj2018-factorized": "zoo:factorized-photos-0.013",
+    # decoded to the means of an autoregressive decoder: the VLAE
+    "model-mean": "zoo:vlae-binarized-mnist", "zoo-mean": "vlae-binarized-mnist",
 }  # fmt: skip
 
 
