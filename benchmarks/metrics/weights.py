@@ -81,7 +81,10 @@ def load(filename: str, fallback: Any) -> dict[str, Any]:
     path = find(filename)
     if path is not None:
         return _verified(path)
-    check_available(filename, (filename,))
+    if not downloads_allowed():
+        where = weights_folder() or f"a folder named by --weights-dir or ${WEIGHTS_ENV}"
+        raise WeightsError(f"{filename} is not in {where} and downloads are off "
+                           f"({OFFLINE_ENV}=1); see docs/metrics.md")  # fmt: skip
     try:
         return fallback()
     except Exception as err:
