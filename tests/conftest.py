@@ -147,3 +147,24 @@ def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
+
+
+def stepped_params(net, x, cond):
+    """Teacher-forced stepping through x: each pixel's (and channel's) parameters as a decoder
+    sees them, before that pixel is written."""
+    import torch
+
+    from vlae_models.layers.pixel_steps import PixelSteps
+
+    b, c, h, w = x.shape
+    groups = [slice(i, i + 1) for i in range(c)] if net.channel_order == "sequential" else [
+        slice(0, c)]  # fmt: skip
+    out = torch.full((b, c, net.n_out_params, h, w), float("nan"))
+    state = PixelSteps(net, cond, x.shape)
+    for row in range(h):
+        state.start_row(row)
+        for col in range(w):
+            for g in groups:
+                out[:, g, :, row, col] = state.pixel(row, col)[:, g]
+                state.write(row, col, g, x[:, g, row, col])
+    return out

@@ -26,8 +26,9 @@ either side (:class:`LatentGrid`). Prior and posterior are both Gaussians in u, 
   through f linearized at the posterior mean, a full-covariance Gaussian N(f(mu), J S J^T)
   with the same entropy as q, popped one dimension at a time through its Cholesky factor
   (:class:`VLAECoder`). The PixelCNN scores x in one pass when encoding and is run pixel by
-  pixel when decoding, on the rows its window reaches; the two give the same logits bit for
-  bit (checked by the tests), which the code needs.
+  pixel, with its activations cached, when decoding; both use the arithmetic of
+  :mod:`vlae_models.layers.pixel_steps`, which gives the same logits bit for bit (checked by
+  the tests), as the code needs.
 
 Encoder and decoder must compute every probability from the same floats. Each network runs
 on the same batch (the lanes' current images) on both sides, Bernoulli logits go through
@@ -53,6 +54,7 @@ import torch
 from torch import Tensor
 
 from vlae_models.core import LatentModel, ModelError
+from vlae_models.layers.pixel_steps import PixelSteps, pixelcnn_params
 
 LATENT_RANGE = 10.0  # prior standard deviations covered by the latent grid, either side
 POSTERIOR_WINDOW = 6.0  # posterior draws are confined to +-6 std (mass outside: 2e-9)
@@ -453,27 +455,29 @@ class VLAECoder(BitsBackCoder):
         return self.model.condition(z)
 
     def logits(self, x, symbols):
-        return self.model.decoder.params(x, self._condition(symbols))
+        """One pass with the stepped decoder's arithmetic (:mod:`vlae_models.layers.pixel_steps`),
+        so the encoder's logits equal the pixel-by-pixel decoder's bit for bit."""
+        return pixelcnn_params(self.model.decoder.net, x, self._condition(symbols))[:, :, 0]
 
     def pop_data(self, lanes, active, symbols):
-        """Pixel by pixel: the PixelCNN on the rows its window reaches (full width, which keeps
-        its logits bit-identical to the one-pass encoder's), one pop per pixel and lane."""
-        cond = self._condition(symbols)
-        net = self.model.decoder.net
+        """Pixel by pixel with the PixelCNN's cached steps, one pop per pixel and lane."""
         c, height, width = self.image_shape
         if c != 1:
             raise BitsBackError("bits-back decoding of the VLAE is implemented for one channel")
-        x = torch.zeros((len(active), c, height, width), device=cond.device)
+        state = PixelSteps(
+            self.model.decoder.net, self._condition(symbols), (len(active), c, height, width)
+        )
+        x = torch.zeros((len(active), c, height, width), device=state.device)
         family = _ans().model.Bernoulli(perfect=False)
         for row in range(height):
-            top = max(0, row - net.reach)
+            state.start_row(row)
             for col in range(width):
-                out = net(x[:, :, top : row + 1], cond[:, :, top : row + 1])
-                probs = bernoulli_probs(out.flatten(1, 2)[:, 0, -1, col])
-                for i, lane in enumerate(active):
-                    x[i, 0, row, col] = float(
-                        lanes.coders[lane].decode(family, probs[i : i + 1])[0]
-                    )
+                probs = bernoulli_probs(state.pixel(row, col)[:, 0, 0])
+                bits = [lanes.coders[lane].decode(family, probs[i : i + 1])[0]
+                        for i, lane in enumerate(active)]  # fmt: skip
+                values = torch.tensor(bits, dtype=x.dtype, device=x.device)
+                state.write(row, col, slice(0, 1), values[:, None])
+                x[:, 0, row, col] = values
         return x
 
 

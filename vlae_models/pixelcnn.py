@@ -33,7 +33,8 @@ from torch import Tensor, nn
 
 from vlae_models.config import ModelConfig, config_dataclass
 from vlae_models.core import LatentModel, ModelError, ModelOutput, register_model
-from vlae_models.layers.masked import LocalPixelCNN, sample_autoregressive
+from vlae_models.layers.masked import LocalPixelCNN
+from vlae_models.layers.pixel_steps import sample_autoregressive
 from vlae_models.layers.resblocks import check_image_shape
 from vlae_models.likelihoods import Likelihood, likelihood_from_config
 
@@ -89,7 +90,6 @@ class AutoregressiveDecoder(nn.Module):
         self,
         cond: Tensor | None,
         shape: tuple[int, int, int, int],
-        crop: bool = True,
         greedy: bool = False,
     ) -> tuple[Tensor, Tensor]:
         """Draw x (B, C, H, W) pixel by pixel and return it with log p(x | cond) (B,) in nats.
@@ -106,7 +106,7 @@ class AutoregressiveDecoder(nn.Module):
             values = likelihood.mode(p) if greedy else likelihood.sample(p)  # (B, C, 1, 1)
             return values.flatten(1), likelihood.log_prob(p, values)
 
-        return sample_autoregressive(self.net, cond, shape, step, crop=crop)
+        return sample_autoregressive(self.net, cond, shape, step)
 
     @torch.no_grad()
     def output(self, x: Tensor, cond: Tensor | None, mode: str) -> Tensor:
@@ -198,9 +198,9 @@ class PixelCNN(LatentModel):
         return []
 
     @torch.no_grad()
-    def sample_with_log_prob(self, n: int, crop: bool = True) -> tuple[Tensor, Tensor]:
+    def sample_with_log_prob(self, n: int) -> tuple[Tensor, Tensor]:
         """n images drawn pixel by pixel, with their log p(x) (n,) summed over the steps."""
-        return self.decoder.sample(None, (n, *self.config.image_shape), crop=crop)
+        return self.decoder.sample(None, (n, *self.config.image_shape))
 
     @torch.no_grad()
     def sample(self, n: int, mode: str = "mean") -> Tensor:

@@ -255,7 +255,7 @@ class VLAE(CalibratedSteps, LatentModel):
         return log_px + log_pz - log_qz
 
     @torch.no_grad()
-    def decode(self, z: Tensor, crop: bool = True, greedy: bool = False) -> tuple[Tensor, Tensor]:
+    def decode(self, z: Tensor, greedy: bool = False) -> tuple[Tensor, Tensor]:
         """Draw x ~ p(x|z) pixel by pixel: images (B, C, H, W) and log p(x|z) (B,) in nats.
 
         The log-probability is summed over the sampling steps; it equals ``-forward(x, z)
@@ -264,7 +264,7 @@ class VLAE(CalibratedSteps, LatentModel):
         """
         cond = self.condition(z)
         shape = (z.shape[0], *self.config.image_shape)
-        return self.decoder.sample(cond, shape, crop=crop, greedy=greedy)
+        return self.decoder.sample(cond, shape, greedy=greedy)
 
     @torch.no_grad()
     def reconstruct(self, x: Tensor, mode: str = "mean") -> Tensor:

@@ -48,7 +48,6 @@ r - reach_c <= r' <= r and |c' - c| <= reach_c with ``reach_c = (n_layers - 1) *
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -59,8 +58,6 @@ from torch import Tensor, nn
 MaskType = Literal["A", "B"]
 ChannelOrder = Literal["sequential", "joint"]
 
-# sample_fn(params) -> (values, log_prob): params (B, C_step, P), values (B, C_step), log_prob (B,)
-SampleFn = Callable[[Tensor], tuple[Tensor, Tensor]]
 
 
 def _pair(size: int | tuple[int, int]) -> tuple[int, int]:
@@ -496,49 +493,3 @@ def _require_cond(cond: Tensor | None) -> Tensor:
     if cond is None:
         raise ValueError("wrt='cond' needs a model built with cond_channels > 0")
     return cond
-
-
-@torch.no_grad()
-def sample_autoregressive(
-    model: LocalPixelCNN,
-    cond: Tensor | None,
-    shape: tuple[int, int, int, int],
-    sample_fn: SampleFn,
-    crop: bool = True,
-) -> tuple[Tensor, Tensor]:
-    """Draw x in raster order; return x (B, C, H, W) and log p(x | cond) (B,) in nats.
-
-    ``sample_fn(params)`` gets the parameters of one step, shape (B, C_step, P), and returns the
-    sampled values (B, C_step) and their log-probabilities summed over C_step, shape (B,). A step
-    is one channel (``channel_order="sequential"``: C_step = 1, R then G then B) or a whole
-    pixel ("joint": C_step = C). The returned log-probability is the sum over steps, which
-    equals the teacher-forced likelihood of a parallel ``model(x, cond)`` pass.
-
-    With ``crop=True`` each step runs the network only on the patch that can influence the
-    current pixel: ``reach`` rows above and ``reach`` columns either side, found from the
-    architecture (every layer spreads information at most ``kernel_size // 2`` pixels up, left
-    and right, and never down). This gives the same numbers as the full image.
-    """
-    batch, channels, height, width = shape
-    if channels != model.in_channels:
-        raise ValueError(f"shape has {channels} channels, model expects {model.in_channels}")
-    param = next(model.parameters())
-    x = torch.zeros(shape, dtype=param.dtype, device=param.device)
-    log_prob = torch.zeros(batch, dtype=param.dtype, device=param.device)
-    reach = model.reach if crop else max(height, width)
-    if model.channel_order == "sequential":
-        steps = [slice(c, c + 1) for c in range(channels)]
-    else:
-        steps = [slice(0, channels)]
-
-    for row in range(height):
-        top = max(0, row - reach)
-        for col in range(width):
-            left, right = max(0, col - reach), min(width, col + reach + 1)
-            patch_cond = None if cond is None else cond[:, :, top : row + 1, left:right]
-            for step in steps:
-                params = model(x[:, :, top : row + 1, left:right], patch_cond)
-                values, step_log_prob = sample_fn(params[:, step, :, -1, col - left])
-                x[:, step, row, col] = values.to(x.dtype)
-                log_prob += step_log_prob
-    return x, log_prob
