@@ -1,8 +1,8 @@
 """Bits-back coding (BB-ANS) of a trained model as a lossless method: ``bb-ans:zoo:NAME``.
 
 The model (a β-VAE, HVAE or VLAE checkpoint with a Bernoulli likelihood) codes the images of
-a task as one message (:func:`vlae_models.bits_back.encode_lanes`), in ``lanes`` chains side
-by side, and the message is decoded again; what is scored is what it decodes to, so a row
+a task as one message (:func:`vlae_models.bits_back.encode_lanes`), in chains ("lanes") of
+``images_per_lane`` images side by side (100; the HVAE 1000), and the message is decoded again; what is scored is what it decodes to, so a row
 with an infinite PSNR is a checked round trip. The message is one stream of
 :mod:`baselines.container` (its CRC refuses damage before the decoder runs; the lanes' return
 to their initial bits catches the rest).
@@ -82,8 +82,6 @@ class BitsBackMethod(Codec):
         self.coder = coder_for(self.model, int(self.value))
         self.device = torch.device(device)
         self.identity = container.identity(f"bb-ans/{self.value:g}", self.model, self.device)
-        # Sequential decoders run many chains side by side, batching the network across them.
-        self.lanes = 10 if getattr(self.model, "autoregressive", False) else 1
 
     def encode(self, image: np.ndarray) -> bytes:
         """One image as a message of its own (one lane, its initial bits included)."""
@@ -104,7 +102,7 @@ class BitsBackMethod(Codec):
 
         _check_binary(arrays)
         x = self.model.prepare(torch.from_numpy(np.stack(arrays)[:, None]).to(self.device))
-        message = encode_lanes(self.coder, x, self.lanes)
+        message = encode_lanes(self.coder, x, -(-len(arrays) // self.coder.images_per_lane))
         header = {**self.identity, "image": list(arrays[0].shape), "lanes": message.lengths}
         strings = [w.astype("<u4").tobytes() for w in message.words]
         return container.pack(header, strings), message

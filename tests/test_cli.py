@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 from conftest import assert_one_line_error, run_cli
 from PIL import Image
 
@@ -139,20 +139,46 @@ def test_codec_listing_names_every_codec(monkeypatch, capsys):
         assert any(line.startswith(name + " ") for line in out.splitlines()), name
 
 
-@pytest.mark.parametrize("args", [
+NAME_AND_PATH_ERRORS = [
     ["--help"], ["codecs", "--list"], ["codecs", "--help"],
     ["codecs", "-c", "nope"], ["codecs", "-c", "jpeg", "--metrics", "nope"],
-])  # fmt: skip
-def test_help_listing_and_name_errors_load_no_heavy_library(args):
-    """Start-up speed as a property, not a timing: these answers (a typo in a method or
-    metric name included) must not import torch, pandas, seaborn or matplotlib (which took
-    7.5 s of every command before, and 7 s of a one-line error)."""
+    ["codecs", "-c", "png", "--dataset", "nope"],
+    ["codecs", "-c", "png", "--dataset", "folder:/no/such/folder"],
+    ["codecs", "-c", "png", "--data-dir", "/no/such/folder"],
+    ["fuzz", "-c", "nope"], ["realism", "-c", "nope"],
+    ["sweep", "/no/such/spec.toml", "--out", "unused"],
+    ["sweep", "README.md", "--out", "unused"],  # not TOML
+    ["eval", "/no/such/checkpoint.safetensors", "--dataset", "mnist", "--out", "unused"],
+    ["train", "beta-vae", "--dataset", "nope", "--out", "unused"],
+]  # fmt: skip
+
+
+def test_help_listing_and_name_and_path_errors_load_no_heavy_library(tmp_path):
+    """Start-up speed as a property, not a timing: these answers (a typo in a method, metric
+    or dataset name, a missing spec, folder or checkpoint) must not import torch, pandas,
+    seaborn or matplotlib (which took 7.5 s of every command before, and 4-7 s of a one-line
+    error); ``report`` of a missing folder reads no results and loads no figure library."""
     code = (
-        "import sys; sys.argv = ['vlae-bench', *sys.argv[1:]]\n"
+        "import json, sys\n"
         "from benchmarks.cli import main\n"
-        "try:\n    main()\nexcept SystemExit:\n    pass\n"
-        "heavy = {'torch', 'pandas', 'seaborn', 'matplotlib'} & set(sys.modules)\n"
-        "print('HEAVY', sorted(heavy), file=sys.stderr)\n"
+        "codes = []\n"
+        "for args in json.loads(sys.argv[1]):\n"
+        "    sys.argv = ['vlae-bench', *args]\n"
+        "    try:\n        main()\n    except SystemExit as end:\n"
+        "        codes.append(end.code)\n"
+        "    heavy = {'torch', 'pandas', 'seaborn', 'matplotlib'} & set(sys.modules)\n"
+        "    print('HEAVY', args, sorted(heavy), file=sys.stderr)\n"
+        "print('CODES', json.dumps(codes), file=sys.stderr)\n"
     )
-    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
-    assert "HEAVY []" in done.stderr, done.stderr[-500:]
+    cases = [*NAME_AND_PATH_ERRORS, ["report", str(tmp_path / "missing")]]
+    done = subprocess.run([sys.executable, "-c", code, json.dumps(cases)], capture_output=True,
+                          text=True, cwd=Path(__file__).parents[1])  # fmt: skip
+    lines = done.stderr.splitlines()
+    heavy = [line for line in lines if line.startswith("HEAVY")]
+    assert len(heavy) == len(cases), done.stderr[-800:]
+    assert all(line.endswith("[]") for line in heavy[:-1]), "\n".join(heavy)
+    assert heavy[-1].endswith("['pandas']") or heavy[-1].endswith("[]"), heavy[-1]
+    codes = json.loads(next(line for line in lines if line.startswith("CODES"))[6:])
+    assert codes == [0, 0, 0] + [2] * (len(cases) - 3), done.stderr[-800:]
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == len(cases) - 3, errors

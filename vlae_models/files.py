@@ -38,6 +38,13 @@ class DiskFullError(ModelError):
 FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
+def check_checkpoint(reference: str) -> None:
+    """Refuse a checkpoint path that names no file, before torch loads (``zoo:NAME`` is
+    looked up later, in the zoo's index)."""
+    if not reference.startswith("zoo:") and not Path(reference).expanduser().is_file():
+        raise ModelError(f"checkpoint {reference}: no such file")
+
+
 def disk_full(path: Path, err: OSError) -> DiskFullError:
     return DiskFullError(
         f"the disk is full: cannot write {path} ({err.strerror}); free some space and rerun "

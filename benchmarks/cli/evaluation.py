@@ -96,11 +96,13 @@ def codecs(
         typer.echo(metric_listing())
         return
     from baselines.method import check_names
+    from benchmarks.datasets import check_dataset
     from benchmarks.metrics import metric_names
 
     asked = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
-    check_names(codec)  # names first: a typo is refused before torch and seaborn load
+    check_names(codec)  # names and paths first: a typo is refused before torch loads
     metric_names(asked)
+    check_dataset(dataset, data_dir)
     from benchmarks.report import render_report
     from benchmarks.results import load_runs
     from benchmarks.runs.codec_runs import evaluate_to
@@ -132,6 +134,11 @@ def realism(
 ) -> None:
     """FID and KID of each method's reconstructions on 256-px patches (HiFiC's protocol)."""
     load_plugins(plugin)
+    from baselines.method import check_names
+    from benchmarks.datasets import check_dataset
+
+    check_names(codec)
+    check_dataset(dataset, data_dir)
     from benchmarks.metrics.realism import RealismError, inception_from_file
 
     target = out / "realism.csv"
@@ -162,6 +169,11 @@ def fuzz(
 ) -> None:
     """Decode truncated, bit-flipped and spliced streams: each must be refused or decoded."""
     load_plugins(plugin)
+    from baselines.method import check_names
+    from benchmarks.datasets import check_dataset
+
+    check_names([codec])
+    check_dataset(dataset, data_dir)
     from benchmarks.evaluation.fuzz import fuzz_spec
 
     found = fuzz_spec(

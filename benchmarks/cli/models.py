@@ -50,6 +50,9 @@ def train_command(
 ) -> None:
     """Train a model; re-running with the same --out resumes from its checkpoint."""
     load_plugins(plugin)
+    from benchmarks.datasets import check_dataset
+
+    check_dataset(dataset, data_dir)
     from benchmarks.runs.model_runs import train_config, train_to
 
     model_over, config = train_config(model, set_, beta=beta, steps=steps, epochs=epochs)
@@ -88,6 +91,11 @@ def eval_command(
 ) -> None:
     """Split-level likelihood statistics: ELBO, IWAE, KL per level, active units, I(x;z)."""
     load_plugins(plugin)
+    from benchmarks.datasets import check_dataset
+    from vlae_models.files import check_checkpoint
+
+    check_checkpoint(checkpoint)
+    check_dataset(dataset, data_dir)
     from benchmarks.report import render_report
     from benchmarks.results import load_runs
     from benchmarks.runs.model_runs import eval_to

@@ -50,6 +50,11 @@ def sweep(
     """Run a spec's jobs (train, evaluate, collect, report); rerunning resumes."""
     load_plugins(plugin)
     use_weights_dir(weights_dir)
+    from benchmarks.datasets import data_root_candidates
+    from benchmarks.runs.spec_file import read_spec_file
+
+    read_spec_file(spec)  # a missing or malformed spec is refused before torch loads
+    data_root_candidates(data_dir)
     from benchmarks.runs.runtime import Runtime
 
     if dry_run:

@@ -12,15 +12,15 @@ train / valid / trainval / test (see `benchmarks.datasets.mnist`). Files are loo
 from benchmarks.datasets.errors import DatasetError
 from benchmarks.datasets.fetch import data_root_candidates
 from benchmarks.datasets.images import NamedImage, load_images, read_image
-from benchmarks.datasets.items import DatasetView, load_items, spread
+from benchmarks.datasets.items import DatasetView, check_dataset, load_items, spread
 from benchmarks.datasets.mnist import SPLITS, load_array, load_labels
 from benchmarks.datasets.registry import dataset_names, is_image_dataset
-from benchmarks.datasets.status import dataset_status
 
 __all__ = [
     "SPLITS",
     "DatasetError",
     "DatasetView",
+    "check_dataset",
     "NamedImage",
     "data_root_candidates",
     "dataset_names",
@@ -33,3 +33,11 @@ __all__ = [
     "read_image",
     "spread",
 ]
+
+
+def __getattr__(name: str):
+    if name == "dataset_status":  # pandas: loaded only by the commands that list datasets
+        from benchmarks.datasets.status import dataset_status
+
+        return dataset_status
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -25,9 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.datasets.errors import DatasetError
+from benchmarks.datasets.fetch import data_root_candidates
 from benchmarks.datasets.images import NamedImage, load_images
 from benchmarks.datasets.mnist import load_array
-from benchmarks.datasets.registry import is_image_dataset
+from benchmarks.datasets.registry import FOLDER_PREFIX, get_spec, is_image_dataset
 
 BINARY_DATASETS = {"binarized-mnist", "dynamic-binarized-mnist"}
 _OPTION = re.compile(r"^(patches=\d+|crop=\d+|mosaic)(,(patches=\d+|crop=\d+|mosaic))*$")
@@ -68,6 +69,19 @@ class DatasetView:
         if "patches" in options and "crop" in options:
             raise DatasetError(f"{text!r}: use patches or crop, not both")
         return cls(head, **options)
+
+
+def check_dataset(dataset: str, data_dir: Path | None = None) -> None:
+    """Refuse an unknown dataset, bad options, a missing ``folder:PATH`` or a ``--data-dir``
+    that is not a folder, reading no file: what a typo needs, in a fraction of a second."""
+    view = DatasetView.parse(dataset)
+    if view.name.startswith(FOLDER_PREFIX):
+        folder = Path(view.name[len(FOLDER_PREFIX) :]).expanduser()
+        if not folder.is_dir():
+            raise DatasetError(f"image folder {folder} does not exist")
+    else:
+        get_spec(view.name)
+    data_root_candidates(data_dir)
 
 
 def spread(n: int, limit: int | None) -> np.ndarray:

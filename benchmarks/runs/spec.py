@@ -35,7 +35,6 @@ from __future__ import annotations
 import itertools
 import re
 import string
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -47,6 +46,7 @@ from benchmarks.datasets import DatasetView, is_image_dataset
 from benchmarks.errors import BenchError
 from benchmarks.metrics import METRICS
 from benchmarks.runs.experiments import EXPERIMENTS
+from benchmarks.runs.spec_file import read_spec_file
 from benchmarks.runs.store import job_id
 from vlae_models.config import TrainConfig, check_value, field_defaults, make_config, validate
 from vlae_models.core import ModelError, get_entry
@@ -291,14 +291,7 @@ def load_spec(path: Path | str) -> Spec:
     """Read and validate a spec (loading its plugins first); any problem is one BenchError
     naming the key and its line."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise BenchError(f"no spec at {path}") from None
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise BenchError(f"{path} is not valid TOML: {err}") from None
+    text, raw = read_spec_file(path)
     where = Locator(path, text)
     try:
         spec = Spec.model_validate(raw)

@@ -59,7 +59,6 @@ MaskType = Literal["A", "B"]
 ChannelOrder = Literal["sequential", "joint"]
 
 
-
 def _pair(size: int | tuple[int, int]) -> tuple[int, int]:
     kh, kw = (size, size) if isinstance(size, int) else size
     if kh % 2 == 0 or kw % 2 == 0:
