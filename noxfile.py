@@ -22,7 +22,9 @@ def tests(session: nox.Session) -> None:
     installed as a user installs it (tests/test_example_plugin.py walks through it)."""
     install(session, "test")
     session.install("--no-deps", "-e", "examples/plugin")
-    session.run("pytest", *session.posargs)
+    # Two processes, each taking whole files (module fixtures stay in one process): about
+    # half the suite's time waits on subprocesses or runs on one core.
+    session.run("pytest", "-n", "2", "--dist", "loadfile", *session.posargs)
 
 
 @nox.session(python=PYTHON)

@@ -271,13 +271,17 @@ def test_the_header_is_small_beside_a_digits_payload():
 
 
 @pytest.mark.parametrize(
-    "which", ["factorized", *RANDOM_NETS, "beta-vae", "hvae", "vq-vae", "vlae"]
-)
+    "which",
+    ["factorized", *(pytest.param(which, marks=pytest.mark.slow) for which in
+                     (*RANDOM_NETS, "beta-vae", "hvae", "vq-vae", "vlae"))],
+)  # fmt: skip
 def test_mutated_streams_are_refused_or_decoded_never_a_crash(
     which, trained, kodak2, tmp_path, data_root
 ):
     """600 mutated streams per learned codec, in a subprocess so that a segfault or a hang
-    fails the test instead of killing pytest."""
+    fails the test instead of killing pytest. The default suite runs one codec this way;
+    every stream method decodes 30 mutated streams in tests/test_stream_protocol.py, and the
+    600-stream runs of the others are `slow`."""
     if which == "factorized":
         spec, dataset, root = f"{ARCH}:{trained}", "kodak:crop=96", kodak2
     elif which in ("beta-vae", "hvae", "vq-vae", "vlae"):

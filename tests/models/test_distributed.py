@@ -71,9 +71,29 @@ def single(tmp_path_factory, binarized_mnist_dir):
 
 @pytest.fixture(scope="module")
 def two(tmp_path_factory, binarized_mnist_dir):
+    """Two gloo processes under torchrun, killed mid-run (every process, as a lost node
+    would be) and resumed by a second launch: what the tests below compare with one process.
+    Returns the run folder and the step the first launch had checkpointed when killed."""
     out = tmp_path_factory.mktemp("ddp") / "two"
+    job = subprocess.Popen(
+        _command(out, STEPS, 2, evaluate=True), env=_env(), start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        ckpt = out / "checkpoint.safetensors"
+        if ckpt.exists() and read_meta(ckpt)["step"] >= 5:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the DDP run wrote no checkpoint in time")
+    # torchrun puts each worker in a session of its own: kill them all
+    for proc in [*psutil.Process(job.pid).children(recursive=True), psutil.Process(job.pid)]:
+        proc.send_signal(signal.SIGKILL)
+    job.wait()
+    killed_at = read_meta(out / "checkpoint.safetensors")["step"]
     _train(out, STEPS, 2, evaluate=True)
-    return out
+    return out, killed_at
 
 
 def test_ranks_take_distinct_shards_that_make_up_the_global_batch():
@@ -89,6 +109,7 @@ def test_ranks_take_distinct_shards_that_make_up_the_global_batch():
 
 
 def test_two_gloo_processes_follow_the_single_process_trajectory(single, two):
+    two, _ = two
     by_one, by_two = _steps(_log(single)), _steps(_log(two))
     assert sorted(by_one) == sorted(by_two) == list(range(1, STEPS + 1))
     for step, want in by_one.items():
@@ -109,6 +130,7 @@ def test_two_gloo_processes_follow_the_single_process_trajectory(single, two):
 def test_evaluation_is_all_reduced_over_the_ranks_shards(two, binarized_mnist_dir):
     """The end-of-training eval of a DDP run is the image-weighted mean of what each rank
     measured on its shard (every second image), not rank 0's shard alone."""
+    two, _ = two
     (final,) = [r["eval"] for r in _log(two) if "eval" in r]
     model, _ = load(two / "checkpoint.safetensors")
     array = load_array("binarized-mnist", "valid", data_dir=binarized_mnist_dir.parent)
@@ -119,29 +141,13 @@ def test_evaluation_is_all_reduced_over_the_ranks_shards(two, binarized_mnist_di
     assert final["kl:nll_nats"] != pytest.approx(parts[0]["nll_nats"], rel=1e-6)
 
 
-def test_a_killed_ddp_run_resumes_to_the_single_process_numbers(single, tmp_path):
-    out = tmp_path / "ddp"
-    job = subprocess.Popen(
-        _command(out, STEPS, 2), env=_env(), start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        ckpt = out / "checkpoint.safetensors"
-        if ckpt.exists() and read_meta(ckpt)["step"] >= 5:
-            break
-        time.sleep(0.05)
-    else:
-        pytest.fail("the DDP run wrote no checkpoint in time")
-    # torchrun puts each worker in a session of its own: kill them all, as a lost node would
-    for proc in [*psutil.Process(job.pid).children(recursive=True), psutil.Process(job.pid)]:
-        proc.send_signal(signal.SIGKILL)
-    job.wait()
-    killed_at = read_meta(out / "checkpoint.safetensors")["step"]
+def test_a_killed_ddp_run_resumes_to_the_single_process_numbers(single, two):
+    """The run of ``two`` was killed part-way; its second launch resumed it: nothing logged
+    twice, nothing lost, and the trajectory above is the single process's."""
+    out, killed_at = two
     assert killed_at < STEPS, "the run finished before it could be killed; use more steps"
-    _train(out, STEPS, 2)
     steps = [r["step"] for r in _log(out) if "loss" in r]
-    assert steps == list(range(1, STEPS + 1))  # nothing logged twice, nothing lost
+    assert steps == list(range(1, STEPS + 1))
     by_one, resumed = _steps(_log(single)), _steps(_log(out))
     for step, want in by_one.items():
         assert resumed[step]["loss"] == pytest.approx(want["loss"], rel=1e-4), step

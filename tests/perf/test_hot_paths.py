@@ -163,3 +163,76 @@ def test_metrics_pytorch_msssim_twice(benchmark, kodim):
         return ssim(x, y, data_range=255), ms_ssim(x, y, data_range=255)
 
     run(benchmark, both)
+
+
+@pytest.mark.benchmark(group="bits_back")
+def test_bits_back_encode_decode(benchmark, binarized_mnist_dir):
+    """BB-ANS with the zoo β-VAE: 100 digits encoded and decoded (one chain, the default
+    100 images a chain)."""
+    from benchmarks.datasets import load_array
+    from vlae_models import bits_back as bb
+    from vlae_models.checkpoint import load
+    from vlae_models.zoo import resolve
+
+    model, _ = load(resolve("zoo:beta-vae-binarized-mnist"))
+    x = model.prepare(
+        torch.from_numpy(
+            load_array("binarized-mnist", "test", data_dir=binarized_mnist_dir.parent)[:100]
+        ).unsqueeze(1)
+    )
+    coder = bb.coder_for(model, 8)
+
+    def both():
+        message = bb.encode_lanes(coder, x, 1)
+        bb.decode_lanes(coder, message.words, message.lengths)
+
+    run(benchmark, both)
+
+
+@pytest.mark.benchmark(group="bits_back")
+def test_pixelcnn_cached_steps(benchmark):
+    """The VLAE decoder's cached steps: four rows of 28 pixels for 10 images side by side
+    (the per-pixel work of bits-back decoding and of ``sample``)."""
+    from vlae_models.checkpoint import load
+    from vlae_models.layers.pixel_steps import PixelSteps
+    from vlae_models.zoo import resolve
+
+    model, _ = load(resolve("zoo:vlae-binarized-mnist"))
+    torch.manual_seed(0)
+    cond = model.condition(model.sample_prior(10)).detach()
+
+    @torch.no_grad()
+    def rows():
+        state = PixelSteps(model.decoder.net, cond, (10, 1, 28, 28))
+        for row in range(4):
+            state.start_row(row)
+            for col in range(28):
+                logits = state.pixel(row, col)[:, 0, 0]
+                state.write(row, col, slice(0, 1), (logits > 0).float()[:, None])
+
+    run(benchmark, rows)
+
+
+@pytest.mark.benchmark(group="start_up")
+def test_one_line_error_start_up(benchmark):
+    """`vlae-bench codecs --dataset nope`: a one-line error, in a fresh process."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cli = [str(Path(sys.executable).parent / "vlae-bench"), "codecs", "--dataset", "nope"]
+    run(benchmark, lambda: subprocess.run(cli, capture_output=True, check=False))
+
+
+@pytest.mark.benchmark(group="report")
+def test_report_rendering(benchmark, tmp_path_factory):
+    """The committed demo's report (tables, text and figures) rendered from its results."""
+    from pathlib import Path
+
+    from benchmarks.report import render_report
+    from benchmarks.results import load_runs, read_results
+
+    demo = Path(__file__).resolve().parents[2] / "results" / "demo"
+    frame, out = read_results([demo]), tmp_path_factory.mktemp("report")
+    runs = load_runs([demo])
+    run(benchmark, lambda: render_report(frame, out, runs=runs))
