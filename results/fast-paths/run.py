@@ -86,14 +86,16 @@ def bits_back() -> list[dict]:
         coder = bb.coder_for(model, 8)
         default_lanes = -(-n // coder.images_per_lane)
 
-        def batched(model=model, x=x):
+        def batched(model=model, x=x, name=name):
             with torch.no_grad():
-                model.decoder.params(x, model.condition(model.encode(x)[0])) if name == "vlae" \
-                    else model.decode(model.encode(x)[0])  # fmt: skip
+                if name == "vlae":
+                    model.decoder.params(x, model.condition(model.encode(x)[0]))
+                else:
+                    model.decode(model.encode(x)[0])
 
-        messages = {}
+        messages: dict = {}
 
-        def coded(lanes, coder=coder, x=x):
+        def coded(lanes, coder=coder, x=x, messages=messages):
             message = bb.encode_lanes(coder, x, lanes)
             assert torch.equal(bb.decode_lanes(coder, message.words, message.lengths), x)
             messages[lanes] = message
