@@ -45,6 +45,7 @@ decoding checks that each lane returns to exactly them, so a damaged message is 
 from __future__ import annotations
 
 import abc
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -67,15 +68,30 @@ class BitsBackError(ModelError):
     """A model that bits-back coding does not support, or a message that does not decode."""
 
 
-def _window(grid: LatentGrid, mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, int]:
-    """Each symbol's centre bin, and one window half-width for all of them: a power of two at
-    least ``POSTERIOR_WINDOW`` standard deviations of the widest posterior, in bins. One
-    window keeps the coder to one call a lane; its floor probabilities (2**-24 a bin) cost a
-    narrow posterior at most ~4e-4 bits a dimension at 8 latent bits."""
-    centre = np.round(mean / grid.step).astype(np.int64)
-    widest = np.ceil(POSTERIOR_WINDOW * np.max(std, initial=0.0) / grid.step)
-    half = int(min(max(widest, 1), grid.limit))
-    return centre, int(2 ** math.ceil(math.log2(half)))
+@dataclass
+class _Windows:
+    """Each posterior symbol's window (see :meth:`Lanes.pop_posterior`), for a batch of rows
+    (lanes) at once: its centre bin, the mean's offset from it and the std, in bins, and per
+    row the groups of dimensions that share a half-width (a power of two at least
+    ``POSTERIOR_WINDOW`` standard deviations, in bins), narrowest first."""
+
+    centre: np.ndarray
+    offset: np.ndarray
+    scale: np.ndarray
+    groups: list[list[tuple[np.ndarray, int]]]
+
+    @classmethod
+    def of(cls, grid: LatentGrid, mean: np.ndarray, std: np.ndarray) -> _Windows:
+        centre = np.round(mean / grid.step).astype(np.int64)
+        half = np.ceil(POSTERIOR_WINDOW * std / grid.step).clip(1, grid.limit)
+        half = (2 ** np.ceil(np.log2(half))).astype(np.int64)
+        groups = [[(np.flatnonzero(row == h), int(h)) for h in np.unique(row)] for row in half]
+        return cls(centre, (mean - grid.value(centre)) / grid.step, std / grid.step, groups)
+
+
+@functools.lru_cache(maxsize=64)
+def _window_family(half: int):
+    return _ans().model.QuantizedGaussian(-half, half)
 
 
 def _ans():
@@ -162,25 +178,29 @@ class Lanes:
         self.push_gaussian(lanes, grid, symbols, zeros, zeros + 1.0)
 
     def pop_posterior(self, lanes: Sequence[int], grid: LatentGrid, mean, std) -> np.ndarray:
-        """Like :meth:`pop_gaussian`, the symbols drawn from a window about the posterior
-        mean (see :func:`_window`): the coder gives every symbol of an alphabet a floor
-        probability of 2**-24, and a draw from the whole grid would land in a far bin that
-        often."""
-        centre, half = _window(grid, mean, std)
-        family = _ans().model.QuantizedGaussian(-half, half)
-        offset, scale = (mean - grid.value(centre)) / grid.step, std / grid.step
-        drawn = [self.coders[lane].decode(family, offset[i], scale[i])
-                 for i, lane in enumerate(lanes)]  # fmt: skip
-        return (centre + np.stack(drawn)).astype(np.int32)
+        """Like :meth:`pop_gaussian`, each symbol drawn from its own window (:class:`_Windows`):
+        the coder gives every symbol of an alphabet a floor probability of 2**-24, and a draw
+        from a far wider alphabet lands in a far bin that often (a window as wide as the
+        widest dimension's cost the β-VAE +0.003 bits/dim at 8 latent bits, +0.03 at 12)."""
+        w = _Windows.of(grid, mean, std)
+        out = np.zeros(np.shape(mean), dtype=np.int32)
+        for i, lane in enumerate(lanes):
+            coder = self.coders[lane]
+            for dims, half in w.groups[i]:
+                out[i, dims] = w.centre[i, dims] + coder.decode(
+                    _window_family(half), w.offset[i, dims], w.scale[i, dims]
+                )
+        return out
 
     def push_posterior(self, lanes, grid: LatentGrid, symbols, mean, std) -> None:
-        """The inverse of :meth:`pop_posterior`: the same window."""
-        centre, half = _window(grid, mean, std)
-        family = _ans().model.QuantizedGaussian(-half, half)
-        offset, scale = (mean - grid.value(centre)) / grid.step, std / grid.step
-        relative = (symbols - centre).astype(np.int32)
+        """The inverse of :meth:`pop_posterior`: the same windows, pushed in reverse order."""
+        w = _Windows.of(grid, mean, std)
+        relative = (symbols - w.centre).astype(np.int32)
         for i, lane in enumerate(lanes):
-            self.coders[lane].encode_reverse(relative[i], family, offset[i], scale[i])
+            coder = self.coders[lane]
+            for dims, half in reversed(w.groups[i]):
+                coder.encode_reverse(relative[i, dims], _window_family(half), w.offset[i, dims],
+                                     w.scale[i, dims])  # fmt: skip
 
     def push_bernoulli(self, lanes, bits: np.ndarray, probs: np.ndarray) -> None:
         family = _ans().model.Bernoulli(perfect=False)
