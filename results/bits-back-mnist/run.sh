@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Bits-back coding (BB-ANS) of the statically binarized MNIST test split with the zoo's models.
 # Usage: bash results/bits-back-mnist/run.sh [beta-vae|hvae|vlae|vlae-split|precision ...]
-#   beta-vae, hvae: all 10 000 images, encoded and decoded (10 messages of 1000, one chain each)
+#   beta-vae, hvae: all 10 000 images, encoded and decoded (10 messages of 1000; the β-VAE in
+#                   chains of 100 side by side, the HVAE one chain each)
 #   vlae:           1000 images spread over the split, encoded and decoded (10 chains side by side)
 #   vlae-split:     all 10 000 images encoded (real message lengths; decoding is 784 sequential
 #                   PixelCNN passes an image, ~2.5 CPU-hours for the split), 1000 of them decoded
@@ -16,15 +17,15 @@ for what in "$@"; do
   case $what in
     beta-vae|hvae)
       vlae-bench codecs --dataset binarized-mnist --split test \
-        -c "bb-ans:zoo:$what-binarized-mnist" --workers 1 --out "$here/$what" ;;
+        -c "bb-ans:zoo:$what-binarized-mnist" --workers 1 --overwrite --out "$here/$what" ;;
     vlae)
       vlae-bench codecs --dataset binarized-mnist --split test \
-        -c bb-ans:zoo:vlae-binarized-mnist --limit 1000 --workers 1 --out "$here/vlae" ;;
+        -c bb-ans:zoo:vlae-binarized-mnist --limit 1000 --workers 1 --overwrite --out "$here/vlae" ;;
     vlae-split)
       python "$here/vlae_split.py" --out "$here/vlae-split.json" ;;
     precision)
       vlae-bench codecs --dataset binarized-mnist --split test \
-        -c bb-ans:zoo:beta-vae-binarized-mnist=2,4,6,8,10,12 --limit 1000 --workers 1 \
+        -c bb-ans:zoo:beta-vae-binarized-mnist=2,4,6,8,10,12 --limit 1000 --workers 1 --overwrite \
         --out "$here/beta-vae-precision" ;;
     *) echo "unknown part '$what'" >&2; exit 2 ;;
   esac
