@@ -25,7 +25,7 @@ def test_a_2x_slowdown_fails_every_benchmark():
     assert table["change"].min() > 0.5  # well clear of the 0.3 threshold
 
 
-NEW = RUNS / "new-paths"  # issue 22: BB-ANS, PixelCNN steps, start-up, report (and pixelcnn training)
+NEW = RUNS / "new-paths"  # issue 22: BB-ANS, PixelCNN steps, start-up, report (+ a train step)
 
 
 @pytest.mark.parametrize("run", [2, 3])
