@@ -139,3 +139,42 @@ def test_metadata_is_plain_json(tmp_path: Path):
     meta = json.loads(header["__metadata__"]["vlae_bench"])
     assert meta["format"] == "vlae-bench-checkpoint" and "torch" in meta["versions"]
     assert meta["model_config"]["latent_dim"] == 4
+
+
+def test_a_compact_checkpoint_resumes_training(tmp_path: Path, binarized_mnist_dir):
+    """write_compact halves a training checkpoint (fp16 weights, bf16 optimizer moments,
+    exact counters); expanded, it is a checkpoint that `train` resumes to the end."""
+    from benchmarks.runs.model_runs import train_config, train_to
+
+    sets = ["latent_dim=4", "width=16", "batch_size=16", "checkpoint_every=5", "progress=false",
+            "optimizer=adamax"]  # fmt: skip
+    run, data = tmp_path / "run", binarized_mnist_dir.parent
+    over, config = train_config("beta-vae", sets, steps=5)
+    full = train_to(run, "beta-vae", "binarized-mnist", model_config=over, config=config,
+                    data_dir=data)  # fmt: skip
+    compact = checkpoint.write_compact(full, tmp_path / "state.safetensors")
+    assert compact.stat().st_size < 0.6 * full.stat().st_size
+    tensors, meta = checkpoint.read(compact)
+    assert meta["compact"] == checkpoint.COMPACT and meta["step"] == 5
+    assert {v.dtype for k, v in tensors.items() if k.startswith("model/")} == {torch.float16}
+    moments = [v for k, v in tensors.items() if k.startswith("optim/") and v.is_floating_point()
+               and not k.endswith("/step")]  # fmt: skip
+    assert moments and {v.dtype for v in moments} == {torch.bfloat16}
+    original, _ = checkpoint.read(full)
+    for key, value in tensors.items():
+        if key.endswith("/step"):
+            assert torch.equal(value, original[key])  # counters stay exact
+    with pytest.raises(ModelError, match="not a compact checkpoint"):
+        checkpoint.expand_compact(full, tmp_path / "x.safetensors")
+
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    checkpoint.expand_compact(compact, moved / "checkpoint.safetensors")
+    for name in ("run.json", "train_log.jsonl"):
+        (moved / name).write_bytes((run / name).read_bytes())
+    over, config = train_config("beta-vae", sets, steps=8)
+    resumed = train_to(moved, "beta-vae", "binarized-mnist", model_config=over, config=config,
+                       data_dir=data)  # fmt: skip
+    assert checkpoint.read_meta(resumed)["step"] == 8
+    weights, _ = checkpoint.read(resumed)
+    assert all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point())
