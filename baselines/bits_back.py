@@ -2,8 +2,8 @@
 
 The model (a β-VAE, HVAE or VLAE checkpoint with a Bernoulli likelihood) codes the images of
 a task as one message (:func:`vlae_models.bits_back.encode_lanes`), in chains ("lanes") of
-``images_per_lane`` images side by side (100; the HVAE 1000), and the message is decoded
-again; what is scored is what it decodes to, so a row
+at most ``images_per_lane`` images side by side (100; the HVAE 1000), and the message is
+decoded again; what is scored is what it decodes to, so a row
 with an infinite PSNR is a checked round trip. The message is one stream of
 :mod:`baselines.container` (its CRC refuses damage before the decoder runs; the lanes' return
 to their initial bits catches the rest).

@@ -159,12 +159,14 @@ def stepped_params(net, x, cond):
     b, c, h, w = x.shape
     groups = [slice(i, i + 1) for i in range(c)] if net.channel_order == "sequential" else [
         slice(0, c)]  # fmt: skip
-    out = torch.full((b, c, net.n_out_params, h, w), float("nan"))
-    state = PixelSteps(net, cond, x.shape)
-    for row in range(h):
-        state.start_row(row)
-        for col in range(w):
-            for g in groups:
-                out[:, g, :, row, col] = state.pixel(row, col)[:, g]
-                state.write(row, col, g, x[:, g, row, col])
+    dtype = next(net.parameters()).dtype
+    out = torch.full((b, c, net.n_out_params, h, w), float("nan"), dtype=dtype)
+    with torch.no_grad():
+        state = PixelSteps(net, cond, x.shape)
+        for row in range(h):
+            state.start_row(row)
+            for col in range(w):
+                for g in groups:
+                    out[:, g, :, row, col] = state.pixel(row, col)[:, g]
+                    state.write(row, col, g, x[:, g, row, col])
     return out

@@ -39,8 +39,13 @@ def samples(kodak_dir, binarized_mnist_dir) -> list[np.ndarray]:
     return [rgb, np.ascontiguousarray(rgb[..., 1]), digit[0].pixels]
 
 
+# The zoo's other model codecs, each with a stream parser of its own (HVAE levels, VQ indices).
+MORE_MODELS = ["model@zoo:hvae-binarized-mnist", "model@zoo:vq-vae-binarized-mnist"]
+
+
 def build(name: str, folder) -> Codec:
-    source = SOURCES.get(name)
+    name, _, given = name.partition("@")
+    source = given or SOURCES.get(name)
     if name in RANDOM_NETS:
         source = str(random_net(name, folder))
     settings, _ = plan([MethodRequest(name, source)], None)
@@ -60,7 +65,7 @@ def first_taken(method: Codec, samples: list[np.ndarray]) -> tuple[np.ndarray, b
     raise AssertionError(f"{method.name} codes none of the samples: {refusals}")
 
 
-@pytest.mark.parametrize("name", STREAM_METHODS)
+@pytest.mark.parametrize("name", [*STREAM_METHODS, *MORE_MODELS])
 def test_every_stream_method_round_trips_survives_mutation_and_is_timed(name, samples, tmp_path):
     method = build(name, tmp_path)
     assert method.writes_stream

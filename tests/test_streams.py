@@ -280,8 +280,8 @@ def test_mutated_streams_are_refused_or_decoded_never_a_crash(
 ):
     """600 mutated streams per learned codec, in a subprocess so that a segfault or a hang
     fails the test instead of killing pytest. The default suite runs one codec this way;
-    every stream method decodes 30 mutated streams in tests/test_stream_protocol.py, and the
-    600-stream runs of the others are `slow`."""
+    every stream method, and each of the zoo's model codecs, decodes 30 mutated streams in
+    tests/test_stream_protocol.py, and the 600-stream runs of the others are `slow`."""
     if which == "factorized":
         spec, dataset, root = f"{ARCH}:{trained}", "kodak:crop=96", kodak2
     elif which in ("beta-vae", "hvae", "vq-vae", "vlae"):

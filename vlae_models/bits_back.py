@@ -433,6 +433,8 @@ class VLAECoder(BitsBackCoder):
             raise BitsBackError(
                 "bits-back coding of a VLAE needs a volume-preserving (mean-only) flow prior"
             )
+        if self.device.type != "cpu":  # pixel_steps' encoder/decoder equality is the CPU's
+            raise BitsBackError("bits-back coding of a VLAE runs on the CPU (--device cpu)")
 
     @property
     def latent_dims(self) -> int:

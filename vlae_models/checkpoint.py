@@ -130,7 +130,10 @@ def write_compact(path: Path | str, out: Path | str) -> Path:
     def small(key: str, value: Tensor) -> Tensor:
         if not value.is_floating_point() or key.endswith("/step") or key.startswith("rng/"):
             return value
-        return value.to(torch.bfloat16 if key.startswith("optim/") else torch.float16)
+        if key.startswith("optim/"):
+            return value.to(torch.bfloat16)
+        fits = value.numel() == 0 or float(value.abs().max()) <= 65504  # fp16's range
+        return value.to(torch.float16) if fits else value
 
     out = Path(out)
     atomic_write(out, _serialize({k: small(k, v) for k, v in tensors.items()},

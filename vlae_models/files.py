@@ -41,7 +41,7 @@ FULL = (errno.ENOSPC, errno.EDQUOT)
 def check_checkpoint(reference: str) -> None:
     """Refuse a checkpoint path that names no file, before torch loads (``zoo:NAME`` is
     looked up later, in the zoo's index)."""
-    if not reference.startswith("zoo:") and not Path(reference).expanduser().is_file():
+    if not reference.startswith("zoo:") and not Path(reference).is_file():
         raise ModelError(f"checkpoint {reference}: no such file")
 
 

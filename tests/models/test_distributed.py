@@ -3,6 +3,7 @@ process on the same global batch, and a killed DDP run resumed."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -89,7 +90,8 @@ def two(tmp_path_factory, binarized_mnist_dir):
         pytest.fail("the DDP run wrote no checkpoint in time")
     # torchrun puts each worker in a session of its own: kill them all
     for proc in [*psutil.Process(job.pid).children(recursive=True), psutil.Process(job.pid)]:
-        proc.send_signal(signal.SIGKILL)
+        with contextlib.suppress(psutil.NoSuchProcess):  # ended on its own meanwhile
+            proc.send_signal(signal.SIGKILL)
     job.wait()
     killed_at = read_meta(out / "checkpoint.safetensors")["step"]
     _train(out, STEPS, 2, evaluate=True)
@@ -109,6 +111,8 @@ def test_ranks_take_distinct_shards_that_make_up_the_global_batch():
 
 
 def test_two_gloo_processes_follow_the_single_process_trajectory(single, two):
+    """On the killed-and-resumed run of ``two``: its steps before the kill and after the
+    resume both follow one process's."""
     two, _ = two
     by_one, by_two = _steps(_log(single)), _steps(_log(two))
     assert sorted(by_one) == sorted(by_two) == list(range(1, STEPS + 1))
@@ -129,7 +133,8 @@ def test_two_gloo_processes_follow_the_single_process_trajectory(single, two):
 
 def test_evaluation_is_all_reduced_over_the_ranks_shards(two, binarized_mnist_dir):
     """The end-of-training eval of a DDP run is the image-weighted mean of what each rank
-    measured on its shard (every second image), not rank 0's shard alone."""
+    measured on its shard (every second image), not rank 0's shard alone (the evaluation of
+    the resumed launch of ``two``)."""
     two, _ = two
     (final,) = [r["eval"] for r in _log(two) if "eval" in r]
     model, _ = load(two / "checkpoint.safetensors")

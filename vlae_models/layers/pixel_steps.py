@@ -20,8 +20,11 @@ on the shape it is given. Here every linear map is elementwise products summed i
 order (a running sum, :func:`_sum_taps`), which IEEE arithmetic rounds the same whatever
 the tensor's size; the one-pass and the stepped evaluations are the same functions on
 different slices. ELU is the one exception: a vectorised exp and the scalar one used for a
-tensor's tail may differ in the last bit, so it is taken in float64 and rounded to the
-model's dtype, where the two agree unless a value falls within 2**-29 of a rounding boundary.
+tensor's tail may differ in the last bit, so for a float32 (or narrower) network it is taken
+in float64 and rounded to the network's dtype, where the two agree unless a value falls
+within 2**-29 of a rounding boundary; a float64 network gets no such margin. The argument
+is the CPU's: a CUDA cumsum sums in an order that depends on the shape, so the bits-back
+coder that relies on the equality runs on the CPU.
 ``tests/models/test_pixel_steps.py`` checks the equality on whole images.
 """
 
@@ -105,6 +108,16 @@ class PixelSteps:
 
     def __init__(self, net: LocalPixelCNN, cond: Tensor | None, shape) -> None:
         batch, channels, height, width = shape
+        if channels != net.in_channels:
+            raise ValueError(f"shape has {channels} channels, the network takes {net.in_channels}")
+        if net.cond_channels and (
+            cond is None or tuple(cond.shape) != (batch, net.cond_channels, height, width)
+        ):
+            got = None if cond is None else tuple(cond.shape)
+            raise ValueError(f"expected cond of shape {(batch, net.cond_channels, height, width)},"
+                             f" got {got}")  # fmt: skip
+        if not net.cond_channels and cond is not None:
+            raise ValueError("this LocalPixelCNN was built with cond_channels=0")
         param = next(net.parameters())
         self.net, self.shape = net, tuple(shape)
         self.pad = pad = net.kernel_size // 2
