@@ -137,16 +137,13 @@ class PixelSteps:
         self.h = [buffer(net.h_convs[0].out_channels) for _ in self.h_layers]
         # per layer, (B, H, W, F): everything the horizontal stack adds that is known per row
         self.row_terms = [torch.zeros_like(h[:, pad:, pad : pad + width]) for h in self.h]
-        self._cond_terms(cond, height, width)
+        self._cond_terms(cond)
 
-    def _cond_terms(self, cond: Tensor | None, height: int, width: int) -> None:
+    def _cond_terms(self, cond: Tensor | None) -> None:
         """The conditioning map's 1 x 1 terms of every layer, for the whole image at once, with
         the biases they are added to."""
-        net, c = self.net, None
-        if cond is not None:
-            c = cond.to(self.dtype).permute(0, 2, 3, 1)
-            if c.shape[1:3] != (height, width):
-                raise ValueError(f"cond is {tuple(cond.shape)}, the images {self.shape}")
+        net = self.net
+        c = None if cond is None else cond.to(self.device, self.dtype).permute(0, 2, 3, 1)
 
         def terms(convs, layers):
             maps = [None if c is None else _Linear.of(m)(c) for m in convs] or [None] * len(layers)
