@@ -31,8 +31,10 @@ def main() -> None:
     if len(fitted) >= 4:  # three parameters: one point of slack at least
         fit, _ = curve_fit(power_law, fitted["step"], fitted["iwae_nll_nats"],
                            p0=(80.0, 100.0, 0.5), maxfev=20000)  # fmt: skip
-        print(f"NLL(s) = {fit[0]:.2f} + {fit[1]:.1f} * s^-{fit[2]:.3f}; "
-              f"at 1e5 steps {power_law(1e5, *fit):.2f}, at 1e6 {power_law(1e6, *fit):.2f}")
+        print(
+            f"NLL(s) = {fit[0]:.2f} + {fit[1]:.1f} * s^-{fit[2]:.3f}; "
+            f"at 1e5 steps {power_law(1e5, *fit):.2f}, at 1e6 {power_law(1e6, *fit):.2f}"
+        )
     sns.set_theme(style="whitegrid", context="notebook")
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), dpi=150)
     left.plot(curve["step"], curve["iwae_nll_nats"], "o-", label="IWAE NLL (k = 100)")
@@ -48,6 +50,9 @@ def main() -> None:
     right.plot(curve["step"], curve["kl_nats"], "o-", color="C2")
     right.set(xscale="log", xlabel="training steps (batch 128)", ylabel="KL (nats per image)",
               title="what z carries")  # fmt: skip
+    for ax in (left, right):  # the stages themselves as ticks, no crowded minor labels
+        ax.set_xticks(curve["step"], [f"{s:,}" for s in curve["step"]], rotation=45)
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     fig.tight_layout()
     for suffix in ("png", "svg"):
         fig.savefig(HERE / f"curve.{suffix}", bbox_inches="tight")
