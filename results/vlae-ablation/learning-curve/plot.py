@@ -41,7 +41,7 @@ def main() -> None:
     left.plot(curve["step"], curve["neg_elbo_nats"], "s--", label="−ELBO")
     left.axhline(PAPER_NLL, color="0.3", ls=":", label=f"paper {PAPER_NLL}")
     if fit is not None:
-        steps = np.geomspace(1000, max(1e5, curve["step"].max()), 100)
+        steps = np.geomspace(1000, max(100_000, curve["step"].max()), 100)
         left.plot(steps, power_law(steps, *fit), color="0.5", lw=1,
                   label=f"fit: {fit[0]:.1f} + {fit[1]:.0f}·s^-{fit[2]:.2f}")  # fmt: skip
     left.set(xscale="log", xlabel="training steps (batch 128)", ylabel="nats per image",
@@ -51,7 +51,10 @@ def main() -> None:
     right.set(xscale="log", xlabel="training steps (batch 128)", ylabel="KL (nats per image)",
               title="what z carries")  # fmt: skip
     for ax in (left, right):  # the stages themselves as ticks, no crowded minor labels
-        ax.set_xticks(curve["step"], [f"{s:,}" for s in curve["step"]], rotation=45)
+        ticks = sorted(
+            set(curve["step"]) | ({100_000} if fit is not None and ax is left else set())
+        )
+        ax.set_xticks(ticks, [f"{s:,}" for s in ticks], rotation=45)
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     fig.tight_layout()
     for suffix in ("png", "svg"):
