@@ -29,6 +29,7 @@ from vlae_models.checkpoint import expand_compact, read_meta, write_compact
 
 HERE = Path(__file__).resolve().parent
 STATE = HERE / "state"
+COMPACT = STATE / "compact.safetensors"  # the run's checkpoint, compacted
 CURVE = HERE / "curve.csv"
 STAGES = [250, 500, 1000, 2000, 3500, 5000, 7500, 10000, 15000, 20000, 30000, 50000, 75000,
           100000]  # fmt: skip
@@ -46,17 +47,17 @@ def cli(*args: str) -> None:
 
 def restore(run: Path) -> None:
     """The run folder from state/, when it has no checkpoint of its own (another machine)."""
-    if (run / "checkpoint.safetensors").exists() or not (STATE / "checkpoint.safetensors").exists():
+    if (run / "checkpoint.safetensors").exists() or not COMPACT.exists():
         return
     run.mkdir(parents=True, exist_ok=True)
-    expand_compact(STATE / "checkpoint.safetensors", run / "checkpoint.safetensors")
+    expand_compact(COMPACT, run / "checkpoint.safetensors")
     for name in KEPT:
         shutil.copy(STATE / name, run / name)
 
 
 def keep(run: Path) -> None:
     STATE.mkdir(exist_ok=True)
-    write_compact(run / "checkpoint.safetensors", STATE / "checkpoint.safetensors")
+    write_compact(run / "checkpoint.safetensors", COMPACT)
     for name in KEPT:
         shutil.copy(run / name, STATE / name)
 
