@@ -21,6 +21,8 @@ either side (:class:`LatentGrid`). Prior and posterior are both Gaussians in u, 
   q(z_l | x, z_<l), so every level's posterior needs x: all levels are popped before x is
   pushed. Bit-Swap's interleaving (Kingma et al. 2019) needs a bottom-up Markov posterior
   q(z_l+1 | z_l) and does not apply; this is the order of HiLLoC (Townsend et al. 2020).
+* Hierarchical VLAE: the HVAE's order, its top level coded in the flow's noise coordinates
+  as the VLAE's latent is, and its pixels as the VLAE's (:class:`HierarchicalVLAECoder`).
 * VLAE: the autoregressive-flow prior is a standard normal in eps = f(z) (mean-only steps,
   so |det df/dz| = 1). The latent is coded in eps. The coded posterior is q(z|x) pushed
   through f linearized at the posterior mean, a full-covariance Gaussian N(f(mu), J S J^T)
@@ -309,6 +311,11 @@ class BitsBackCoder(abc.ABC):
         return (config.in_channels, config.image_size, config.image_size)
 
 
+def _kept(into: list, symbols: np.ndarray) -> np.ndarray:
+    into.append(symbols)
+    return symbols
+
+
 def _np(t: Tensor) -> np.ndarray:
     return t.detach().double().cpu().numpy()
 
@@ -352,29 +359,43 @@ class HVAECoder(BitsBackCoder):
         return c.levels * c.z_channels * (c.image_size // 4) ** 2
 
     def _walk(self, n: int, x: Tensor | None, next_symbols) -> tuple[Tensor, list]:
-        """The model's top-down pass with z_l from ``next_symbols(level, posterior)`` (in u
-        units; the posterior None when x is None); returns the final state h and the
-        symbols."""
-        symbols = []
+        """The model's top-down pass with z_l from ``next_symbols(level, posterior)`` (the
+        posterior None when x is None); returns the final state h and the symbols."""
+        symbols: list[np.ndarray] = []
 
         def z_of_symbols(i: int, prior, post) -> Tensor:
-            shape = prior[0].shape
-            p_mean, p_std = _np(prior[0].flatten(1)), _np(prior[1].flatten(1))
-            q = None
-            if post is not None:
-                q_mean, q_std = _np(post[0].flatten(1)), _np(post[1].flatten(1))
-                q = ((q_mean - p_mean) / p_std, q_std / p_std)
-            s = next_symbols(i, q)
-            symbols.append(s)
-            return _tensor(p_mean + p_std * self.grid.value(s), prior[0]).view(shape)
+            return self._level_z(i, prior, post, lambda q: _kept(symbols, next_symbols(i, q)))
 
         feats = self.model.encode(x) if x is not None else None
         return self.model.top_down(n, z_of_symbols, feats), symbols
 
+    def _level_z(self, i: int, prior, post, symbols_for) -> Tensor:
+        """Level i's z from its symbols, ``symbols_for(posterior)``: the posterior in the
+        prior's standardized units, and z_l = mu_p + sigma_p * u with u the bin centre."""
+        shape = prior[0].shape
+        p_mean, p_std = _np(prior[0].flatten(1)), _np(prior[1].flatten(1))
+        q = None
+        if post is not None:
+            q_mean, q_std = _np(post[0].flatten(1)), _np(post[1].flatten(1))
+            q = ((q_mean - p_mean) / p_std, q_std / p_std)
+        s = symbols_for(q)
+        return _tensor(p_mean + p_std * self.grid.value(s), prior[0]).view(shape)
+
+    def _pop_level(self, lanes: Lanes, active: list[int], q) -> np.ndarray:
+        if isinstance(q, _FlowPosterior):  # popped one dimension at a time
+            pop = lambda i, m, s: lanes.pop_posterior(active, self.grid, m[:, None],  # noqa: E731
+                                                      s[:, None])[:, 0]  # fmt: skip
+            return q.walk(self.grid, pop)
+        return lanes.pop_posterior(active, self.grid, *q)
+
+    def _push_level(self, lanes: Lanes, active: list[int], symbols: np.ndarray, q) -> None:
+        if isinstance(q, _FlowPosterior):
+            q.push(lanes, active, self.grid, symbols)
+        else:
+            lanes.push_posterior(active, self.grid, symbols, *q)
+
     def pop_posterior(self, lanes, active, x):
-        _, symbols = self._walk(
-            len(active), x, lambda i, q: lanes.pop_posterior(active, self.grid, *q)
-        )
+        _, symbols = self._walk(len(active), x, lambda i, q: self._pop_level(lanes, active, q))
         return symbols
 
     def push_posterior(self, lanes, active, x, symbols):
@@ -385,8 +406,8 @@ class HVAECoder(BitsBackCoder):
             return symbols[i]
 
         self._walk(len(active), x, known)
-        for s, (mean, std) in reversed(list(zip(symbols, posteriors, strict=True))):
-            lanes.push_posterior(active, self.grid, s, mean, std)
+        for s, q in reversed(list(zip(symbols, posteriors, strict=True))):
+            self._push_level(lanes, active, s, q)
 
     def pop_prior(self, lanes, active):
         dims = self.latent_dims // self.model.config.levels
@@ -403,10 +424,26 @@ class HVAECoder(BitsBackCoder):
 
 @dataclass
 class _FlowPosterior:
-    """The VLAE's coded posterior in eps: mean f(mu) and the Cholesky factor of J S J^T."""
+    """A posterior coded in an autoregressive flow's noise coordinates eps = f(z): q(z|x)
+    pushed through f linearized at the posterior mean, N(f(mu), J S J^T) (the same entropy
+    as q for a volume-preserving flow), popped one dimension at a time through its Cholesky
+    factor."""
 
     mean: np.ndarray  # (B, D)
     chol: np.ndarray  # (B, D, D), lower triangular
+
+    @classmethod
+    def of(cls, flow, mean: Tensor, std: Tensor) -> _FlowPosterior:
+        """From q(z|x) = N(mean, std), each (B, D), and the flow prior (None: eps = z)."""
+        if flow is None:
+            eps, jac = mean, torch.eye(mean.shape[1]).expand(len(mean), -1, -1)
+        else:
+            eps = flow(mean.float())[0]
+            f = lambda z: flow(z.unsqueeze(0))[0].squeeze(0)  # noqa: E731
+            jac = torch.func.vmap(torch.func.jacrev(f))(mean.float().detach())
+        j, var = _np(jac), _np(std) ** 2
+        cov = np.einsum("bij,bj,bkj->bik", j, var, j)
+        return cls(_np(eps), np.linalg.cholesky(cov))
 
     def walk(self, grid: LatentGrid, next_symbol) -> np.ndarray:
         """Dimension by dimension: the conditional N(m_i, s_i) of eps_i given the decoded
@@ -422,58 +459,43 @@ class _FlowPosterior:
             white[:, i] = (grid.value(symbols[:, i]) - m) / s
         return symbols
 
-
-class VLAECoder(BitsBackCoder):
-    """VLAE: the latent coded in the flow prior's noise coordinates eps ~ N(0, I)."""
-
-    def __init__(self, model: LatentModel, grid: LatentGrid) -> None:
-        super().__init__(model, grid)
-        prior = model.prior
-        if prior is not None and not prior.mean_only:
-            raise BitsBackError(
-                "bits-back coding of a VLAE needs a volume-preserving (mean-only) flow prior"
-            )
-        if self.device.type != "cpu":  # pixel_steps' encoder/decoder equality is the CPU's
-            raise BitsBackError("bits-back coding of a VLAE runs on the CPU (--device cpu)")
-
-    @property
-    def latent_dims(self) -> int:
-        return self.model.config.z_dim
-
-    def _posterior(self, x: Tensor) -> _FlowPosterior:
-        mean, std = self.model.encode(x)
-        prior = self.model.prior
-        if prior is None:
-            eps, jac = mean, torch.eye(mean.shape[1]).expand(len(mean), -1, -1)
-        else:
-            eps = prior(mean.float())[0]
-            flow = lambda z: prior(z.unsqueeze(0))[0].squeeze(0)  # noqa: E731
-            jac = torch.func.vmap(torch.func.jacrev(flow))(mean.float().detach())
-        j, var = _np(jac), _np(std) ** 2
-        cov = np.einsum("bij,bj,bkj->bik", j, var, j)
-        return _FlowPosterior(_np(eps), np.linalg.cholesky(cov))
-
-    def pop_posterior(self, lanes, active, x):
-        post = self._posterior(x)
-
-        def pop(i, m, s):
-            return lanes.pop_posterior(active, self.grid, m[:, None], s[:, None])[:, 0]
-
-        return post.walk(self.grid, pop)
-
-    def push_posterior(self, lanes, active, x, symbols):
-        post, means, stds = self._posterior(x), [], []
+    def push(self, lanes: Lanes, active: list[int], grid: LatentGrid, symbols: np.ndarray):
+        """The inverse of popping through :meth:`walk`: the same conditionals, in reverse."""
+        means, stds = [], []
 
         def known(i, m, s):
             means.append(m)
             stds.append(s)
             return symbols[:, i]
 
-        post.walk(self.grid, known)
-        for i in reversed(range(symbols.shape[1])):  # popped one dimension at a time
+        self.walk(grid, known)
+        for i in reversed(range(symbols.shape[1])):
             lanes.push_posterior(
-                active, self.grid, symbols[:, i : i + 1], means[i][:, None], stds[i][:, None]
+                active, grid, symbols[:, i : i + 1], means[i][:, None], stds[i][:, None]
             )
+
+
+class VLAECoder(BitsBackCoder):
+    """VLAE: the latent coded in the flow prior's noise coordinates eps ~ N(0, I)."""
+
+    def __init__(self, model: LatentModel, grid: LatentGrid) -> None:
+        super().__init__(model, grid)
+        _check_pixel_coder(model)
+
+    @property
+    def latent_dims(self) -> int:
+        return self.model.config.z_dim
+
+    def _posterior(self, x: Tensor) -> _FlowPosterior:
+        return _FlowPosterior.of(self.model.prior, *self.model.encode(x))
+
+    def pop_posterior(self, lanes, active, x):
+        pop = lambda i, m, s: lanes.pop_posterior(active, self.grid, m[:, None],  # noqa: E731
+                                                  s[:, None])[:, 0]  # fmt: skip
+        return self._posterior(x).walk(self.grid, pop)
+
+    def push_posterior(self, lanes, active, x, symbols):
+        self._posterior(x).push(lanes, active, self.grid, symbols)
 
     def _condition(self, symbols: np.ndarray) -> Tensor:
         eps = _tensor(self.grid.value(symbols), self.model.cond_in.weight)
@@ -486,31 +508,74 @@ class VLAECoder(BitsBackCoder):
         return pixelcnn_params(self.model.decoder.net, x, self._condition(symbols))[:, :, 0]
 
     def pop_data(self, lanes, active, symbols):
-        """Pixel by pixel with the PixelCNN's cached steps, one pop per pixel and lane."""
-        c, height, width = self.image_shape
-        if c != 1:
-            raise BitsBackError("bits-back decoding of the VLAE is implemented for one channel")
-        state = PixelSteps(
-            self.model.decoder.net, self._condition(symbols), (len(active), c, height, width)
-        )
-        x = torch.zeros((len(active), c, height, width), device=state.device)
-        family = _ans().model.Bernoulli(perfect=False)
-        for row in range(height):
-            state.start_row(row)
-            for col in range(width):
-                probs = bernoulli_probs(state.pixel(row, col)[:, 0, 0])
-                bits = [lanes.coders[lane].decode(family, probs[i : i + 1])[0]
-                        for i, lane in enumerate(active)]  # fmt: skip
-                values = torch.tensor(bits, dtype=x.dtype, device=x.device)
-                state.write(row, col, slice(0, 1), values[:, None])
-                x[:, 0, row, col] = values
-        return x
+        return pop_pixels(lanes, active, self.model.decoder.net, self._condition(symbols),
+                          self.image_shape)  # fmt: skip
+
+
+class HierarchicalVLAECoder(HVAECoder):
+    """Hierarchical VLAE: the HVAE's levels, the top one in the flow's noise coordinates
+    (its prior N(0, I), its posterior the VLAE's linearized one), and the VLAE's pixels."""
+
+    def __init__(self, model: LatentModel, grid: LatentGrid) -> None:
+        super().__init__(model, grid)
+        _check_pixel_coder(model)
+
+    def _level_z(self, i: int, prior, post, symbols_for) -> Tensor:
+        if i > 0:
+            return super()._level_z(i, prior, post, symbols_for)
+        q = None if post is None else _FlowPosterior.of(
+            self.model.prior, post[0].flatten(1), post[1].flatten(1)
+        )  # fmt: skip
+        eps = self.grid.value(symbols_for(q))
+        return self.model.from_noise(_tensor(eps, prior[0]))
+
+    def _condition(self, symbols: list[np.ndarray]) -> Tensor:
+        h, _ = self._walk(len(symbols[0]), None, lambda i, q: symbols[i])
+        return self.model.cond_net(h)
+
+    def logits(self, x, symbols):
+        return pixelcnn_params(self.model.decoder.net, x, self._condition(symbols))[:, :, 0]
+
+    def pop_data(self, lanes, active, symbols):
+        return pop_pixels(lanes, active, self.model.decoder.net, self._condition(symbols),
+                          self.image_shape)  # fmt: skip
+
+
+def _check_pixel_coder(model: LatentModel) -> None:
+    prior = model.prior
+    if prior is not None and not prior.mean_only:
+        raise BitsBackError("bits-back coding needs a volume-preserving (mean-only) flow prior")
+    if next(model.parameters()).device.type != "cpu":  # pixel_steps' equality is the CPU's
+        raise BitsBackError(f"bits-back coding of a '{model.registry_name}' runs on the CPU "
+                            "(--device cpu)")  # fmt: skip
+
+
+def pop_pixels(lanes: Lanes, active: list[int], net, cond: Tensor, image_shape) -> Tensor:
+    """Binary images popped pixel by pixel with the PixelCNN's cached steps
+    (:class:`~vlae_models.layers.pixel_steps.PixelSteps`), one pop per pixel and lane."""
+    c, height, width = image_shape
+    if c != 1:
+        raise BitsBackError("bits-back decoding with a PixelCNN is implemented for one channel")
+    state = PixelSteps(net, cond, (len(active), c, height, width))
+    x = torch.zeros((len(active), c, height, width), device=state.device)
+    family = _ans().model.Bernoulli(perfect=False)
+    for row in range(height):
+        state.start_row(row)
+        for col in range(width):
+            probs = bernoulli_probs(state.pixel(row, col)[:, 0, 0])
+            bits = [lanes.coders[lane].decode(family, probs[i : i + 1])[0]
+                    for i, lane in enumerate(active)]  # fmt: skip
+            values = torch.tensor(bits, dtype=x.dtype, device=x.device)
+            state.write(row, col, slice(0, 1), values[:, None])
+            x[:, 0, row, col] = values
+    return x
 
 
 CODERS: dict[str, type[BitsBackCoder]] = {
     "beta-vae": BetaVAECoder,
     "hvae": HVAECoder,
     "vlae": VLAECoder,
+    "hierarchical-vlae": HierarchicalVLAECoder,
 }
 
 

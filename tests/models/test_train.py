@@ -25,6 +25,15 @@ SMALL = {
     "beta-vae": {"latent_dim": 4, "width": 16},
     "vq-vae": {"num_codes": 8, "width": 16, "embedding_dim": 4},
     "hvae": {"levels": 2, "width": 16, "z_channels": 2},
+    "hierarchical-vlae": {
+        "width": 16,
+        "z_channels": 2,
+        "flow_hidden": 32,
+        "pixelcnn_filters": 8,
+        "pixelcnn_layers": 2,
+        "pixelcnn_res_blocks": 1,
+    },
+    "vq-vae-ar": {"prior_filters": 8, "prior_layers": 2, "prior_res_blocks": 0},  # zoo VQ-VAE
 }
 
 
