@@ -71,7 +71,8 @@ def index_probs(logits: Tensor) -> np.ndarray:
     same input differently); constriction normalises them."""
     shifted = logits.detach().double() - logits.detach().double().amax(-1, keepdim=True)
     index = torch.round(shifted.clamp_min(-LOGIT_RANGE) * -LOGIT_SCALE).long()
-    return _EXP[index.cpu().numpy()]
+    # C order: constriction reads the buffer as such (a permuted view was read scrambled)
+    return np.ascontiguousarray(_EXP[index.cpu().numpy()])
 
 
 def _ans():

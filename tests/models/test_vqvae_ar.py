@@ -58,6 +58,9 @@ def test_the_code_round_trips_and_costs_what_the_prior_says(model, digits):
     assert torch.equal(decoded, model.reconstruct(digits))
     with pytest.raises(ModelError, match="does not fit"):
         model.decompress([coded["strings"][0][:-1]], coded["shape"])
+    one = model.compress(digits[:1])  # one digit: its logits come as a permuted view
+    assert torch.equal(model.decompress(one["strings"], one["shape"])["x_hat"],
+                       model.reconstruct(digits[:1]))  # fmt: skip
 
 
 def test_table_probabilities_do_not_depend_on_the_batch():
@@ -65,6 +68,8 @@ def test_table_probabilities_do_not_depend_on_the_batch():
     whole = index_probs(logits)
     rows = np.concatenate([index_probs(logits[i : i + 1]) for i in range(50)])
     assert np.array_equal(whole, rows)
+    transposed = index_probs(logits.t().contiguous().t())  # constriction reads C order
+    assert transposed.flags["C_CONTIGUOUS"] and np.array_equal(transposed, whole)
     exact = torch.softmax(logits.double(), 1).numpy()
     assert np.abs(whole / whole.sum(1, keepdims=True) - exact).max() < 1e-3 * exact.max()
 
