@@ -356,3 +356,49 @@ def test_weights_that_are_not_the_arms_model_fail_the_job(tmp_path, arm, message
     (job,) = expand(load_spec(path))
     assert run_job(job, tmp_path / "o") == "failed"
     assert message in read_job(tmp_path / "o" / job.folder)["error"]
+
+
+TWO_MODELS = """
+[spec]
+name = "new-models"
+[data]
+datasets = ["binarized-mnist"]
+[train]
+steps = 3
+batch_size = 16
+checkpoint_every = 3
+[eval.passes.elbo]
+limit = 8
+[eval.passes.codec]
+kind = "codec"
+limit = 2
+[[arms]]
+name = "hvlae"
+model = "hierarchical-vlae"
+set = { width = 16, z_channels = 2, flow_hidden = 32, pixelcnn_filters = 8, pixelcnn_layers = 2 }
+[[arms]]
+name = "vq-ar"
+model = "vq-vae-ar"
+set = { prior_filters = 8, prior_layers = 2, prior_res_blocks = 0 }
+"""
+
+
+def test_the_hierarchical_vlae_and_the_vq_prior_run_in_a_sweep(tmp_path, binarized_mnist_dir):
+    """Both of issue 23's models train, evaluate and code real streams as sweep arms; the
+    shipped spec expands to the committed runs' models and budgets."""
+    spec = tmp_path / "two.toml"
+    spec.write_text(TWO_MODELS)
+    runtime = Runtime(data_dir=binarized_mnist_dir.parent)
+    outcome = sweep_to(spec, tmp_path / "out", runtime=runtime, echo=lambda _: None)
+    assert not outcome.summary.failed
+    table = read_results([tmp_path / "out"])
+    hvlae = table[table["arm"] == "hvlae"]
+    assert {"kl_nats_l0", "kl_nats_l1"} <= set(hvlae.dropna(axis=1, how="all").columns)
+    coded = table[(table["rate_kind"] == "coded") & (table["image"] != "__all__")]
+    assert sorted(coded["arm"].value_counts().to_dict().items()) == [("hvlae", 2), ("vq-ar", 2)]
+    assert (coded["bpp"] > 0).all()
+    vq = table[(table["arm"] == "vq-ar") & (table["image"] == "__all__")]
+    assert set(vq["rate_kind"]) == {"fixed", "prior"}
+    shipped = {j.model: j.train_config["steps"]
+               for j in expand(load_spec(SPECS / "hierarchy_mnist.toml"), "cpu")}  # fmt: skip
+    assert shipped == {"hierarchical-vlae": 3500, "vq-vae-ar": 8000}
