@@ -19,9 +19,10 @@ from benchmarks.results import read_results
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE.parent
 LOSSLESS = RESULTS / "binarized-mnist-lossless"
+BITS_BACK = RESULTS / "bits-back-mnist"
 SOURCES = {  # model -> (IWAE on the 500 spread images, the whole-split ELBO pass, BB-ANS)
-    "VLAE (zoo)": (LOSSLESS / "vlae-iwae", LOSSLESS / "vlae-elbo", RESULTS / "bits-back-mnist" / "vlae"),
-    "HVAE (zoo)": (HERE / "hvae-iwae", LOSSLESS / "hvae", RESULTS / "bits-back-mnist" / "hvae"),
+    "VLAE (zoo)": (LOSSLESS / "vlae-iwae", LOSSLESS / "vlae-elbo", BITS_BACK / "vlae"),
+    "HVAE (zoo)": (HERE / "hvae-iwae", LOSSLESS / "hvae", BITS_BACK / "hvae"),
     "hierarchical VLAE": (HERE / "iwae", HERE / "elbo", HERE / "bits-back"),
 }  # fmt: skip
 
