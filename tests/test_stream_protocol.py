@@ -39,8 +39,10 @@ def samples(kodak_dir, binarized_mnist_dir) -> list[np.ndarray]:
     return [rgb, np.ascontiguousarray(rgb[..., 1]), digit[0].pixels]
 
 
-# The zoo's other model codecs, each with a stream parser of its own (HVAE levels, VQ indices).
-MORE_MODELS = ["model@zoo:hvae-binarized-mnist", "model@zoo:vq-vae-binarized-mnist"]
+# The zoo's other model codecs, each with a stream parser of its own (HVAE levels, VQ indices,
+# the hierarchical VLAE's levels, the VQ indices under the PixelCNN prior).
+MORE_MODELS = ["model@zoo:hvae-binarized-mnist", "model@zoo:vq-vae-binarized-mnist",
+               "model@zoo:hierarchical-vlae-binarized-mnist", "model@zoo:vq-vae-ar-binarized-mnist"]  # fmt: skip
 
 
 def build(name: str, folder) -> Codec:

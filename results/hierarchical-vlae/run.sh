@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The hierarchical VLAE on statically binarized MNIST beside the VLAE and the HVAE (issue 23).
 # Usage: bash results/hierarchical-vlae/run.sh STEP ...   (in order: train export eval
-#        hvae-iwae bits-back figures table)
+#        one-level hvae-iwae bits-back figures table)
 # Training goes to runs/hierarchical-vlae (not committed); its weights to the zoo.
 set -euo pipefail
 export OMP_NUM_THREADS=1 VLAE_BENCH_DATA="${VLAE_BENCH_DATA:-../shared/data}"
@@ -21,6 +21,17 @@ for step in "$@"; do
         --out "$here/elbo"
       vlae-bench eval "zoo:$name" --dataset binarized-mnist --split test --iw-samples 1000 \
         --limit 500 --compile --no-progress --out "$here/iwae" ;;
+    one-level)  # the control: the same model with one level (is it the hierarchy, or the parts?)
+      vlae-bench train hierarchical-vlae --dataset binarized-mnist --steps 3500 --set seed=1 \
+        --set levels=1 --set checkpoint_every=250 --set progress=false \
+        --out runs/hierarchical-vlae-1level
+      mkdir -p "$here/one-level/train"
+      cp runs/hierarchical-vlae-1level/{run.json,train_log.jsonl} "$here/one-level/train/"
+      vlae-bench eval runs/hierarchical-vlae-1level/checkpoint.safetensors \
+        --dataset binarized-mnist --split test --no-progress --out "$here/one-level/elbo"
+      vlae-bench eval runs/hierarchical-vlae-1level/checkpoint.safetensors \
+        --dataset binarized-mnist --split test --iw-samples 1000 --limit 500 --compile \
+        --no-progress --out "$here/one-level/iwae" ;;
     hvae-iwae)  # the HVAE on the same 500 images (the VLAE's is results/binarized-mnist-lossless/vlae-iwae)
       vlae-bench eval zoo:hvae-binarized-mnist --dataset binarized-mnist --split test \
         --iw-samples 1000 --limit 500 --no-progress --out "$here/hvae-iwae" ;;

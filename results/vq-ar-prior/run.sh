@@ -18,9 +18,9 @@ for step in "$@"; do
     eval)  # both rate kinds and the distortion on all 10 000 test images, and the samples grid
       vlae-bench eval "zoo:$name" --dataset binarized-mnist --split test --no-progress \
         --out "$here/eval" ;;
-    codecs)  # real streams of the indices, one digit per stream, decoded and scored, on
-      # 1000 test images spread over the split (each row also states both priors' rates)
-      vlae-bench codecs --dataset binarized-mnist --split test --limit 1000 \
+    codecs)  # real streams of the indices, one digit per stream, decoded and scored, on all
+      # 10 000 test images (each row also states the model's fixed and prior rates)
+      vlae-bench codecs --dataset binarized-mnist --split test --overwrite \
         -c model:zoo:vq-vae-binarized-mnist -c "model:zoo:$name" --workers 1 \
         --out "$here/codecs" ;;
     table)

@@ -87,7 +87,7 @@ def reference_rows() -> list[dict]:
 
 
 def samples_figure(n: int = 32) -> None:
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.2))
+    fig, axes = plt.subplots(2, 1, figsize=(9, 3.6))
     for ax, (ref, title) in zip(axes, ((FACTORISED, "factorised prior"),
                                        (AR, "PixelCNN prior")), strict=True):  # fmt: skip
         model, _ = load(resolve(ref))
