@@ -41,8 +41,12 @@ def samples(kodak_dir, binarized_mnist_dir) -> list[np.ndarray]:
 
 # The zoo's other model codecs, each with a stream parser of its own (HVAE levels, VQ indices,
 # the hierarchical VLAE's levels, the VQ indices under the PixelCNN prior).
-MORE_MODELS = ["model@zoo:hvae-binarized-mnist", "model@zoo:vq-vae-binarized-mnist",
-               "model@zoo:hierarchical-vlae-binarized-mnist", "model@zoo:vq-vae-ar-binarized-mnist"]  # fmt: skip
+MORE_MODELS = [
+    "model@zoo:hvae-binarized-mnist",
+    "model@zoo:vq-vae-binarized-mnist",
+    "model@zoo:hierarchical-vlae-binarized-mnist",
+    "model@zoo:vq-vae-ar-binarized-mnist",
+]
 
 
 def build(name: str, folder) -> Codec:

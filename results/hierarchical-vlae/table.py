@@ -24,7 +24,11 @@ SOURCES = {  # model -> (IWAE on the 500 spread images, the whole-split ELBO pas
     "VLAE (zoo)": (LOSSLESS / "vlae-iwae", LOSSLESS / "vlae-elbo", BITS_BACK / "vlae"),
     "HVAE (zoo)": (HERE / "hvae-iwae", LOSSLESS / "hvae", BITS_BACK / "hvae"),
     "hierarchical VLAE": (HERE / "iwae", HERE / "elbo", HERE / "bits-back"),
+    # controls, -ELBO only: one level; two levels with free bits per level
+    "hierarchical VLAE, one level": (None, HERE / "one-level" / "elbo", None),
+    "hierarchical VLAE, free bits per level": (None, HERE / "level-free-bits" / "elbo", None),
 }  # fmt: skip
+NAN = float("nan")
 
 
 def one(folder: Path) -> pd.Series:
@@ -40,22 +44,27 @@ def bits_back(folder: Path) -> tuple[float, int]:
 
 
 def steps(folder: Path) -> int:
+    """The training budget, from the zoo's provenance or the training run's record."""
     checkpoint = one(folder)["checkpoint"]
-    index = json.loads((RESULTS / "zoo" / "index.json").read_text())
-    command = index[checkpoint.removeprefix("zoo:")]["provenance"]["command"]
+    if checkpoint.startswith("zoo:"):
+        index = json.loads((RESULTS / "zoo" / "index.json").read_text())
+        command = index[checkpoint.removeprefix("zoo:")]["provenance"]["command"]
+    else:
+        command = json.loads((folder.parent / "train" / "run.json").read_text())["command"]
     return int(command.split("--steps ")[1].split()[0])
 
 
 def row(name: str) -> dict:
     iwae_dir, elbo_dir, bb_dir = SOURCES[name]
-    iwae, elbo = one(iwae_dir), one(elbo_dir)
-    bb, bb_images = bits_back(bb_dir)
+    elbo = one(elbo_dir)
+    nll = one(iwae_dir)["nll_nats"] if iwae_dir else NAN
+    bb, bb_images = bits_back(bb_dir) if bb_dir else (NAN, NAN)
     out = {
         "model": name, "steps": steps(elbo_dir),
-        "NLL (IWAE k=1000, 500 images)": iwae["nll_nats"],
+        "NLL (IWAE k=1000, 500 images)": nll,
         "-ELBO (10 000)": elbo["neg_elbo_nats"], "KL (10 000)": elbo["kl_nats"],
         "KL level 0 (top)": elbo.get("kl_nats_l0", elbo["kl_nats"]),
-        "KL level 1": elbo.get("kl_nats_l1", float("nan")),
+        "KL level 1": elbo.get("kl_nats_l1", NAN),
         "distortion": elbo["distortion_nats"],
         "active units": f"{int(elbo['active_units'])} / {int(elbo['latent_dims'])}",
         "BB-ANS bits/dim": bb, "BB-ANS images": bb_images,
@@ -65,7 +74,8 @@ def row(name: str) -> dict:
 
 def main() -> None:
     frame = pd.DataFrame([row(name) for name in SOURCES])
-    text = frame.to_markdown(index=False, floatfmt=".2f").replace(" nan ", " — ")
+    formats = ("", ".0f", ".2f", ".2f", ".2f", ".2f", ".3f", ".2f", "", ".4f", ".0f")
+    text = frame.to_markdown(index=False, floatfmt=formats).replace(" nan ", " — ")
     (HERE / "table.md").write_text(
         "# The hierarchical VLAE beside the VLAE and the HVAE (binarized MNIST, nats)\n\n"
         "Written by `table.py` from the committed results. NLL: IWAE k = 1000 on the same 500 "
