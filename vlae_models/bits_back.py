@@ -521,7 +521,7 @@ class HierarchicalVLAECoder(HVAECoder):
         _check_pixel_coder(model)
 
     def _level_z(self, i: int, prior, post, symbols_for) -> Tensor:
-        if i > 0:
+        if i > 0 or self.model.prior is None:  # a Gaussian prior: the HVAE's standardized units
             return super()._level_z(i, prior, post, symbols_for)
         q = None if post is None else _FlowPosterior.of(
             self.model.prior, post[0].flatten(1), post[1].flatten(1)

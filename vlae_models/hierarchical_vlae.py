@@ -20,7 +20,8 @@ Rate per level, nats: level 0 (top) is the one-sample estimate log q(z_0|x) - lo
 levels above (as in the HVAE). ``extras["kl_levels"]`` (B, L) holds them.
 
 Real bits (``compress``): level 0's posterior mean is mapped through the flow to its noise
-coordinates and coded under N(0, I); each lower level under its Gaussian prior given the
+coordinates and coded under N(0, I) (with ``prior="gaussian"``, under its learned Gaussian
+prior, as the HVAE's); each lower level under its Gaussian prior given the
 *decoded* levels above, both with per-channel steps (:mod:`vlae_models.entropy`); the decoder
 then draws the pixels with a fixed seed, as the VLAE's does.
 """
@@ -196,7 +197,7 @@ class HierarchicalVLAE(HVAE):
             assert post is not None
             step_bytes, step = channel_steps(post[1])
             steps.append(step_bytes)
-            if i > 0:
+            if i > 0 or self.prior is None:  # under its Gaussian prior, as the HVAE's levels
                 string, z_hat = coder.compress(post[0], *prior, step.to(x.device))
                 strings.append(string)
                 return z_hat
@@ -227,7 +228,7 @@ class HierarchicalVLAE(HVAE):
         def decoded_z(i: int, prior: Gaussian, post: Gaussian | None) -> Tensor:
             chunk = strings[0][i * step_len : (i + 1) * step_len]
             step = unpack_steps(chunk, zc).view(-1, 1, 1).to(device)
-            if i > 0:
+            if i > 0 or self.prior is None:
                 return gaussian_coder().decompress(strings[i + 1], *prior, step)
             zeros = torch.zeros_like(prior[0])
             eps_hat = gaussian_coder().decompress(strings[1], zeros, zeros + 1.0, step)

@@ -173,9 +173,15 @@ class VQVAEAR(LatentModel):
         params = self.decode_indices(self.sample_indices(n))
         return self.likelihood.mean(params) if mode == "mean" else self.likelihood.sample(params)
 
+    def _check_cpu(self) -> None:
+        if next(self.prior.parameters()).device.type != "cpu":  # pixel_steps' equality is the CPU's
+            raise ModelError("the vq-vae-ar codec runs on the CPU (--device cpu): a CUDA cumsum "
+                             "sums in an order that depends on the shape")  # fmt: skip
+
     @torch.no_grad()
     def compress(self, x: Tensor) -> dict[str, Any]:
         """The indices, rANS-coded position by position under the prior (one string)."""
+        self._check_cpu()
         idx = self.vqvae.code_indices(x)
         b = len(idx)
         logits = pixelcnn_params(self.prior, self.one_hot(idx))[:, :, 0]  # (B, K, h, w)
@@ -190,7 +196,9 @@ class VQVAEAR(LatentModel):
     def decompress(self, strings: list[bytes], shape: list[int]) -> dict[str, Tensor]:
         """The indices decoded position by position (the prior run a step at a time, its
         activations cached), then the VQ-VAE decoder's likelihood mean."""
-        if len(strings) != 1 or shape[1:] != [self.positions] or len(strings[0]) % 4:
+        self._check_cpu()
+        if (len(strings) != 1 or shape[1:] != [self.positions] or not strings[0]
+                or len(strings[0]) % 4):  # fmt: skip
             raise ModelError(f"vq-vae-ar stream does not fit: {len(strings)} strings, "
                              f"shape {shape}")  # fmt: skip
         b, (h, w) = shape[0], self.grid

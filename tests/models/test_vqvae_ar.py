@@ -10,8 +10,12 @@ import pytest
 import torch
 
 from benchmarks.datasets import load_items
+from vlae_models import checkpoint
+from vlae_models.config import TrainConfig
 from vlae_models.core import ModelError, build
+from vlae_models.train import train
 from vlae_models.vqvae_ar import index_probs
+from vlae_models.zoo import resolve
 
 SMALL = {"prior_filters": 16, "prior_layers": 3, "prior_res_blocks": 1}
 
@@ -41,12 +45,24 @@ def test_rate_is_the_prior_code_length_and_only_the_prior_learns(model, digits):
         vq = model.vqvae(digits)
     torch.testing.assert_close(out.distortion, vq.distortion)  # the VQ-VAE's, unchanged
     out.rate.sum().backward()
-    assert all(p.grad is None for p in model.vqvae.parameters())
     assert all(p.grad is not None for p in model.prior.parameters())
     model.zero_grad()
-    model.train()
-    assert not model.vqvae.training  # its codebook's EMA never moves
-    model.eval()
+
+
+def test_training_leaves_the_vq_vae_as_it_was(digits, tmp_path):
+    """Two steps of the one loop (AdamW with weight decay, EMA): the VQ-VAE's weights and
+    codebook buffers in the checkpoint, raw and EMA, are the zoo file's; the prior moved."""
+    pixels = digits.to(torch.uint8).repeat(4, 1, 1, 1)
+    config = TrainConfig(steps=2, batch_size=8, optimizer="adamw", weight_decay=0.1,
+                         progress=False, device="cpu")  # fmt: skip
+    path = train("vq-vae-ar", pixels, config=config, out_dir=tmp_path, model_config=SMALL)
+    frozen, _ = checkpoint.load(resolve("zoo:vq-vae-binarized-mnist"))
+    for weights in ("raw", "ema"):
+        trained, _ = checkpoint.load(path, weights=weights)
+        for key, value in frozen.state_dict().items():
+            assert torch.equal(trained.vqvae.state_dict()[key], value), (weights, key)
+    fresh = build("vq-vae-ar", **SMALL).prior.state_dict()
+    assert any(not torch.equal(v, fresh[k]) for k, v in trained.prior.state_dict().items())
 
 
 def test_the_code_round_trips_and_costs_what_the_prior_says(model, digits):
@@ -58,6 +74,8 @@ def test_the_code_round_trips_and_costs_what_the_prior_says(model, digits):
     assert torch.equal(decoded, model.reconstruct(digits))
     with pytest.raises(ModelError, match="does not fit"):
         model.decompress([coded["strings"][0][:-1]], coded["shape"])
+    with pytest.raises(ModelError, match="does not fit"):  # constriction would decode zeros
+        model.decompress([b""], coded["shape"])
     one = model.compress(digits[:1])  # one digit: its logits come as a permuted view
     assert torch.equal(model.decompress(one["strings"], one["shape"])["x_hat"],
                        model.reconstruct(digits[:1]))  # fmt: skip
