@@ -81,7 +81,7 @@ def main() -> None:
         "Written by `table.py` from the committed results. NLL: IWAE k = 1000 on the same 500 "
         "test images spread over the split; the other columns on all 10 000 (KL per level: "
         "level 0 is the top, sampled first). BB-ANS: real messages, every image decoded and "
-        "equal, initial bits counted, on the first N images of the split.\n\n" + text + "\n"
+        "equal, initial bits counted, on N images spread over the split.\n\n" + text + "\n"
     )  # fmt: skip
     print(text)
 
