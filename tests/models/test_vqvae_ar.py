@@ -33,7 +33,7 @@ def digits(binarized_mnist_dir) -> torch.Tensor:
     return torch.from_numpy(np.stack([it.pixels for it in items]))[:, None].float()
 
 
-def test_rate_is_the_prior_code_length_and_only_the_prior_learns(model, digits):
+def test_rate_is_the_prior_code_length_and_its_gradient_reaches_the_prior(model, digits):
     out = model(digits)
     idx = model.vqvae.code_indices(digits)
     # -log p(k) by the chain rule, one position at a time from the network's logits
