@@ -121,6 +121,19 @@ def test_data_list_shows_verified_kodak(monkeypatch, capsys, kodak_dir):
     assert "True" in kodak_line and "--data-dir" in kodak_line
 
 
+def test_zoo_list_names_every_file_with_its_reference_nll(monkeypatch, capsys):
+    from vlae_models import zoo
+
+    code, out, _ = run_cli(monkeypatch, capsys, "zoo", "list")
+    assert code == 0
+    lines = {line.split()[0]: line for line in out.splitlines()}
+    assert set(lines) == set(zoo.index())
+    whole_split = zoo.index()["vlae-binarized-mnist"]["reference"]["test/10000/iwae"]
+    assert (
+        f"test/10000/iwae: NLL {whole_split['nll_nats']:.2f} nats" in lines["vlae-binarized-mnist"]
+    )
+
+
 def test_codec_listing_names_every_codec(monkeypatch, capsys):
     code, out, _ = run_cli(monkeypatch, capsys, "codecs", "--list")
     assert code == 0

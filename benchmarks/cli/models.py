@@ -139,12 +139,15 @@ def zoo_list() -> None:
     entries = index()
     if not entries:
         typer.echo(f"no zoo at {zoo_dir()}")
+    width = max(map(len, entries), default=0)
     for name, entry in entries.items():
         numbers = "; ".join(
             f"{key}: NLL {values['nll_nats']:.2f} nats" for key, values in
             entry.get("reference", {}).items() if "nll_nats" in values
         )  # fmt: skip
-        typer.echo(f"{name:28} {entry['model']:9} {entry['bytes'] / 2**20:5.1f} MB  {numbers}")
+        typer.echo(
+            f"{name:{width}}  {entry['model']:20} {entry['bytes'] / 2**20:5.1f} MB  {numbers}"
+        )
 
 
 @zoo_app.command("export")

@@ -1,19 +1,24 @@
-"""The seed-1 VLAE's IWAE NLL (k = 1000) on the whole 10 000-image binarized MNIST test split.
+"""A VLAE's IWAE NLL (k = 1000) on the whole 10 000-image binarized MNIST test split.
 
 Resumable: the split is cut into 20 contiguous shards of 500 images, each evaluated with
-``evaluate(..., compile=True)`` and written to ``shard-NN.json`` when done; a rerun skips the
-shards on disk and, once all are there, writes ``summary.json`` (the image-weighted mean).
+``evaluate(..., compile=True)`` and written to ``OUT/shard-NN.json`` when done; a rerun skips
+the shards on disk and, once all are there, writes ``OUT/summary.json`` (the image-weighted
+mean) and, for a ``zoo:NAME``, records it in the zoo index as ``test/10000/iwae``.
 ``--from-end`` takes the shards last to first, so that a second process on another core meets
 the first in the middle (a shard both reach is written twice with the same numbers: every
 shard is seeded alike).
 
     export VLAE_BENCH_DATA=../shared/data OMP_NUM_THREADS=1
-    python results/vlae-ablation/full-test-iwae/run.py
+    python results/vlae-ablation/full-test-iwae/run.py       # and on a second core, --from-end
+    python results/vlae-ablation/full-test-iwae/run.py --weights zoo:vlae-binarized-mnist-10k \\
+        --out results/vlae-ablation/full-test-iwae/vlae-binarized-mnist-10k
 
-The weights are the zoo's ``vlae-binarized-mnist``: the ablation's ``vlae-s1`` run (same
-command, seed and steps; its 500-image IWAE reproduces the arm's 82.15), stored in float16.
+The default weights are the zoo's ``vlae-binarized-mnist``: the ablation's ``vlae-s1`` run
+(same command, seed and steps; its 500-image IWAE reproduces the arm's 82.15), stored in
+float16; their shards are the ones beside this file.
 """
 
+import argparse
 import json
 import sys
 import time
@@ -22,23 +27,22 @@ from pathlib import Path
 import torch
 
 from benchmarks.datasets import load_array
+from vlae_models import zoo
 from vlae_models.checkpoint import load
 from vlae_models.evaluate import evaluate
 from vlae_models.files import atomic_write
-from vlae_models.zoo import resolve
 
 HERE = Path(__file__).parent
-WEIGHTS, K, SHARD, SEED = "zoo:vlae-binarized-mnist", 1000, 500, 1
+K, SHARD, SEED = 1000, 500, 1
+MEANS = ("nll_nats", "neg_elbo_nats", "kl_nats", "distortion_nats")
 
 
-def main() -> None:
-    torch.set_num_threads(1)
-    model, _ = load(resolve(WEIGHTS))
+def evaluate_shards(weights: str, out: Path, from_end: bool) -> None:
+    model, _ = load(zoo.resolve(weights))
     pixels = torch.from_numpy(load_array("binarized-mnist", "test")).unsqueeze(1)
-    shards = range(0, len(pixels), SHARD)
-    order = list(enumerate(shards))
-    for i, start in reversed(order) if "--from-end" in sys.argv else order:
-        path = HERE / f"shard-{i:02d}.json"
+    order = list(enumerate(range(0, len(pixels), SHARD)))
+    for i, start in reversed(order) if from_end else order:
+        path = out / f"shard-{i:02d}.json"
         if path.exists():
             continue
         began = time.perf_counter()
@@ -46,18 +50,46 @@ def main() -> None:
             model, pixels[start : start + SHARD], iw_samples=K, dataset="binarized-mnist",
             split="test", seed=SEED, mutual_info=False, compile=True,
         )  # fmt: skip
-        row.update(first_image=start, wall_s=time.perf_counter() - began, weights=WEIGHTS)
+        row.update(first_image=start, wall_s=time.perf_counter() - began, weights=weights)
         atomic_write(path, json.dumps(row, indent=1, sort_keys=True) + "\n")
         print(f"shard {i}: nll {row['nll_nats']:.3f} in {row['wall_s']:.0f} s", flush=True)
-    rows = [json.loads((HERE / f"shard-{i:02d}.json").read_text()) for i in range(len(shards))]
-    if not all(r["iw_samples"] == K for r in rows):
-        raise SystemExit("a shard was evaluated with another k")
+
+
+def summarize(weights: str, out: Path, shards: int) -> dict | None:
+    paths = [out / f"shard-{i:02d}.json" for i in range(shards)]
+    if not all(p.exists() for p in paths):
+        return None  # the other process is still on its last shard
+    rows = [json.loads(p.read_text()) for p in paths]
+    if any(r["iw_samples"] != K or r["weights"] != weights for r in rows):
+        raise SystemExit(f"a shard in {out} was evaluated with another k or other weights")
     n = sum(r["n_examples"] for r in rows)
-    mean = {k: sum(r[k] * r["n_examples"] for r in rows) / n
-            for k in ("nll_nats", "neg_elbo_nats", "kl_nats", "distortion_nats")}  # fmt: skip
-    summary = {"weights": WEIGHTS, "iw_samples": K, "n_examples": n, **mean,
+    mean = {k: sum(r[k] * r["n_examples"] for r in rows) / n for k in MEANS}
+    summary = {"weights": weights, "iw_samples": K, "n_examples": n, **mean,
                "wall_s": sum(r["wall_s"] for r in rows), "command": " ".join(sys.argv)}  # fmt: skip
-    atomic_write(HERE / "summary.json", json.dumps(summary, indent=1) + "\n")
+    atomic_write(out / "summary.json", json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+def record_in_zoo(name: str, summary: dict) -> None:
+    reference = zoo.index()[name].get("reference", {})
+    numbers = {k: summary[k] for k in ("n_examples", "iw_samples", *MEANS)}
+    zoo.set_reference(name, {**reference, f"test/{summary['n_examples']}/iwae": numbers})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--weights", default="zoo:vlae-binarized-mnist")
+    parser.add_argument("--out", type=Path, default=HERE)
+    parser.add_argument("--from-end", action="store_true", help="Shards last to first.")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    evaluate_shards(args.weights, args.out, args.from_end)
+    summary = summarize(args.weights, args.out, shards=10_000 // SHARD)
+    if summary is None:
+        return
+    if args.weights.startswith("zoo:"):
+        record_in_zoo(args.weights.removeprefix("zoo:"), summary)
     print(json.dumps(summary, indent=1))
 
 
