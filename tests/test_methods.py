@@ -143,11 +143,15 @@ def test_the_zoo_loads_by_name_with_the_same_numbers(monkeypatch, capsys, tiny_c
                                                      binarized_mnist_dir, tmp_path):  # fmt: skip
     monkeypatch.setenv("VLAE_BENCH_ZOO", str(tmp_path / "zoo"))
     target = zoo.export(tiny_checkpoints["beta-vae"], "tiny-bvae", provenance={"command": "test"})
-    zoo.set_reference("tiny-bvae", {"neg_elbo_nats": 1.0})
+    zoo.set_reference("tiny-bvae", {"test/16/elbo": {"nll_nats": 2.0}, "test/8/elbo": {}})
+    zoo.set_reference("tiny-bvae", {"test/16/elbo": {"nll_nats": 1.0}})  # replaces its own key
     index = json.loads((tmp_path / "zoo" / "index.json").read_text())
     entry = index["tiny-bvae"]
     assert entry["file"] == target.name and entry["model"] == "beta-vae"
-    assert entry["reference"] == {"neg_elbo_nats": 1.0} and entry["provenance"]["command"] == "test"
+    assert entry["reference"] == {"test/16/elbo": {"nll_nats": 1.0}, "test/8/elbo": {}}
+    assert entry["provenance"]["command"] == "test"
+    zoo.export(tiny_checkpoints["beta-vae"], "tiny-bvae", provenance={"command": "again"})
+    assert "reference" not in zoo.index()["tiny-bvae"]  # new weights, no old numbers
     tensors, meta = checkpoint.read(target)
     assert all(k.startswith("model/") for k in tensors) and meta["optimizer"] is None
     common = ["--dataset", "binarized-mnist", "--data-dir", str(binarized_mnist_dir.parent),
