@@ -54,7 +54,9 @@ def main() -> None:
         ticks = sorted(
             set(curve["step"]) | ({100_000} if fit is not None and ax is left else set())
         )
-        ax.set_xticks(ticks, [f"{s:,}" for s in ticks], rotation=45)
+        ax.set_xticks(
+            ticks, [f"{s / 1000:g}k" if s >= 1000 else str(s) for s in ticks], rotation=45
+        )
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     fig.tight_layout()
     for suffix in ("png", "svg"):
