@@ -233,18 +233,22 @@ def test_a_zoo_model_reproduces_its_committed_number(binarized_mnist_dir, tmp_pa
         assert row[key] == pytest.approx(reference[key], rel=1e-4), key
 
 
-def test_fp16_storage_of_the_zoo_vlae_keeps_its_numbers(binarized_mnist_dir):
-    """The VLAE ships in half precision (17.8 MB in float32 is over the zoo's limit). Its
+@pytest.mark.parametrize(
+    "name",
+    ["vlae-binarized-mnist", "vlae-binarized-mnist-10k", "hierarchical-vlae-binarized-mnist"],
+)
+def test_fp16_storage_of_a_zoo_vlae_keeps_its_numbers(binarized_mnist_dir, name):
+    """The VLAEs ship in half precision (17.8 MB in float32 is over the zoo's limit). The
     −ELBO on 500 test images is within 0.01 nats of the float32 weights' (measured from the
     training checkpoint at export, results/zoo/checks/), and equal to the committed check."""
     from benchmarks.runs.model_runs import load_pixels
     from vlae_models.evaluate import evaluate
 
     checks = zoo.zoo_dir() / "checks"
-    fp32 = pd.read_parquet(checks / "vlae-binarized-mnist-fp32" / "results.parquet").iloc[0]
-    fp16 = pd.read_parquet(checks / "vlae-binarized-mnist" / "results.parquet").iloc[0]
-    assert zoo.index()["vlae-binarized-mnist"]["storage"] == "float16"
-    model, meta = checkpoint.load(zoo.resolve("zoo:vlae-binarized-mnist"))
+    fp32 = pd.read_parquet(checks / f"{name}-fp32" / "results.parquet").iloc[0]
+    fp16 = pd.read_parquet(checks / name / "results.parquet").iloc[0]
+    assert zoo.index()[name]["storage"] == "float16"
+    model, meta = checkpoint.load(zoo.resolve(f"zoo:{name}"))
     seed = meta["train_config"]["seed"]
     pixels = load_pixels("binarized-mnist", "test", binarized_mnist_dir.parent, seed, limit=500)
     (row,) = evaluate(model, pixels, seed=seed, mutual_info=False)
