@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# The learning curve's run at its latest stage, published as a zoo entry of its own (the
-# 3500-step zoo:vlae-binarized-mnist stays: results and tests are pinned to it).
+# The learning curve's run at its latest stage, published as a zoo entry of its own,
+# vlae-binarized-mnist-<steps/1000>k (the 3500-step zoo:vlae-binarized-mnist stays: results
+# and tests are pinned to it).
 # Usage: bash results/vlae-ablation/learning-curve/publish.sh STEP ...
 #        (in order: export checks elbo iwae whole-split; whole-split-from-end on a second core)
 set -euo pipefail
 export OMP_NUM_THREADS=1 VLAE_BENCH_DATA="${VLAE_BENCH_DATA:-../shared/data}"
 run=runs/vlae-curve
-name=vlae-binarized-mnist-10k
+step=$(python -c "from vlae_models.checkpoint import read_meta as m; print(m('$run/checkpoint.safetensors')['step'])")
+name=vlae-binarized-mnist-$((step / 1000))k
 lossless=results/binarized-mnist-lossless
 common=(--dataset binarized-mnist --split test --no-progress)
 for step in "$@"; do
