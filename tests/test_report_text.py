@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from benchmarks.report import render_report
-from benchmarks.report.tables import bd_table, bits_rows
+from benchmarks.report.tables import bd_table, bits_rows, name_checkpoints
 from benchmarks.results import aggregate, make_frame
 
 RATES = {"jpeg": [0.3, 0.6, 1.0, 1.7], "mine": [0.25, 0.45, 0.8, 1.4]}
@@ -63,3 +63,24 @@ def test_every_bits_bar_says_how_many_images_and_which_beta():
     labels = list(bits_rows(codes, split)["label"])
     assert labels == ["gzip (per image, 3 images)", "vlae (−ELBO, 1000 images, β=0.5)",
                       "vlae (−ELBO, 500 images, β=1)"]  # fmt: skip
+
+
+def test_two_checkpoints_of_one_model_stay_two_rows_and_two_bars(tmp_path):
+    """Two trainings of the VLAE in one report: their bars shared a label, and one of them
+    was dropped from the bits/dim table without a word."""
+    split = make_frame([
+        {"dataset": "d", "split": "test", "method": method, "param": "beta", "value": 1.0,
+         "rate_kind": "kl", "image": "__all__", "estimator": "elbo", "bits_per_dim": bits,
+         "n_examples": 500, "checkpoint": checkpoint}
+        for method, checkpoint, bits in (
+            ("vlae", "zoo:vlae-binarized-mnist", 0.154),
+            ("vlae", "runs/vlae-long/checkpoint.safetensors", 0.150),
+            ("hvae", "zoo:hvae-binarized-mnist", 0.177),
+        )
+    ])  # fmt: skip
+    named = name_checkpoints(split)
+    assert list(named["method"]) == ["vlae [vlae-binarized-mnist]", "vlae [vlae-long]", "hvae"]
+    assert list(bits_rows(make_frame([]), named)["bits_per_dim"]) == [0.154, 0.150, 0.177]
+    render_report(split, tmp_path)
+    text = (tmp_path / "report.md").read_text()
+    assert "| vlae [vlae-long] " in text and "| vlae [vlae-binarized-mnist] " in text

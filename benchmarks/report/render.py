@@ -32,6 +32,7 @@ from benchmarks.report.tables import (
     gap_table,
     is_lossless,
     model_table,
+    name_checkpoints,
 )
 from benchmarks.report.throughput import is_throughput, throughput_section
 from benchmarks.results import ALL_IMAGES, aggregate, make_folder
@@ -62,7 +63,7 @@ def render_report(
         set(frame.loc[frame["decoded_as"] == "draw", "method"]) if "decoded_as" in frame else set()
     )
     frame = frame[~timed & ~theory]
-    split_level = frame[frame["image"] == ALL_IMAGES]
+    split_level = name_checkpoints(frame[frame["image"] == ALL_IMAGES])
     agg = aggregate(frame[frame["image"] != ALL_IMAGES], extra=list(extra))
     figures = rd_plots(agg, out_dir, extra)
     md = ["# vlae-bench report", ""]

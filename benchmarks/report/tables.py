@@ -5,6 +5,7 @@ the bars of the bits/dim figure."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -74,6 +75,33 @@ def arm_table(frame: pd.DataFrame) -> pd.DataFrame:
         table[f"{column.split('_')[0]}_sd"] = grouped[column].std(ddof=1)
     table = table.reset_index().dropna(axis=1, how="all")
     return table[[c for c in ARM_COLUMNS if c in table]].rename(columns=ARM_COLUMNS)
+
+
+def name_checkpoints(split_level: pd.DataFrame) -> pd.DataFrame:
+    """The split-level rows with each method that was evaluated from several checkpoints
+    named by checkpoint too ("vlae [vlae-binarized-mnist-10k]"), so that two trainings of one
+    model stay two rows and two bars."""
+    if "checkpoint" not in split_level or split_level.empty:
+        return split_level
+    several = split_level.groupby("method")["checkpoint"].transform("nunique") > 1
+    if not several.any():
+        return split_level
+    refs = split_level.loc[several, "checkpoint"].astype(str)
+    short = refs.map(short_checkpoint)
+    methods = split_level.loc[several, "method"]
+    if (short.groupby(methods).nunique() < refs.groupby(methods).nunique()).any():
+        short = refs  # two checkpoints share a short name: the full references
+    named = split_level.copy()
+    named.loc[several, "method"] = named.loc[several, "method"] + " [" + short + "]"
+    return named
+
+
+def short_checkpoint(ref: str) -> str:
+    """``zoo:NAME`` as NAME; a path as its run folder's name (its file's, if not the usual)."""
+    if ref.startswith("zoo:"):
+        return ref.removeprefix("zoo:")
+    path = Path(ref)
+    return path.parent.name if path.name == "checkpoint.safetensors" else path.stem
 
 
 def model_table(frame: pd.DataFrame) -> pd.DataFrame:
