@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from benchmarks.report import render_report
-from benchmarks.report.tables import bd_table, bits_rows, name_checkpoints
+from benchmarks.report.tables import bd_table, bits_rows, distinguishing_names, name_checkpoints
 from benchmarks.results import aggregate, make_frame
 
 RATES = {"jpeg": [0.3, 0.6, 1.0, 1.7], "mine": [0.25, 0.45, 0.8, 1.4]}
@@ -67,20 +67,45 @@ def test_every_bits_bar_says_how_many_images_and_which_beta():
 
 def test_two_checkpoints_of_one_model_stay_two_rows_and_two_bars(tmp_path):
     """Two trainings of the VLAE in one report: their bars shared a label, and one of them
-    was dropped from the bits/dim table without a word."""
+    was dropped from the bits/dim table without a word. A β sweep's rows (one checkpoint
+    per β) keep their names; a sweep's seeds are told apart by their job folders."""
+    sweep = "/x/sweep/{}/train/checkpoint.safetensors"
     split = make_frame([
-        {"dataset": "d", "split": "test", "method": method, "param": "beta", "value": 1.0,
+        {"dataset": "d", "split": "test", "method": method, "param": "beta", "value": beta,
          "rate_kind": "kl", "image": "__all__", "estimator": "elbo", "bits_per_dim": bits,
-         "n_examples": 500, "checkpoint": checkpoint}
-        for method, checkpoint, bits in (
-            ("vlae", "zoo:vlae-binarized-mnist", 0.154),
-            ("vlae", "runs/vlae-long/checkpoint.safetensors", 0.150),
-            ("hvae", "zoo:hvae-binarized-mnist", 0.177),
+         "n_examples": 500, "checkpoint": checkpoint, "rate_nats": 9.0 + bits,
+         "distortion_nats": 75.0 - bits}
+        for method, beta, checkpoint, bits in (
+            ("vlae", 1.0, "zoo:vlae-binarized-mnist", 0.154),
+            ("vlae", 1.0, "runs/vlae-long/checkpoint.safetensors", 0.150),
+            ("vlae", 1.0, "runs/vlae-long/checkpoint.safetensors", 0.149),  # as its IWAE below
+            ("vlae", 1.0, None, 0.152),
+            ("hvae", 1.0, "zoo:hvae-binarized-mnist", 0.177),
+            ("beta-vae", 0.5, sweep.format("beta-vae-b0.5-s1"), 0.20),
+            ("beta-vae", 1.0, sweep.format("beta-vae-b1-s1"), 0.17),
+            ("beta-vae", 1.0, sweep.format("beta-vae-b1-s2"), 0.18),
         )
     ])  # fmt: skip
+    split.loc[2, ["estimator", "iw_samples"]] = ["iwae", 1000]
     named = name_checkpoints(split)
-    assert list(named["method"]) == ["vlae [vlae-binarized-mnist]", "vlae [vlae-long]", "hvae"]
-    assert list(bits_rows(make_frame([]), named)["bits_per_dim"]) == [0.154, 0.150, 0.177]
+    assert list(named["checkpoint_name"].fillna("")) == [
+        "vlae-binarized-mnist", "vlae-long", "vlae-long", "no checkpoint", "", "",
+        "beta-vae-b1-s1", "beta-vae-b1-s2",
+    ]  # fmt: skip
+    bars = bits_rows(make_frame([]), named)
+    assert list(bars["bits_per_dim"]) == list(split["bits_per_dim"])
+    assert list(bars["label"])[4:] == [
+        "hvae (−ELBO, 500 images)", "beta-vae (−ELBO, 500 images, β=0.5)",
+        "beta-vae [beta-vae-b1-s1] (−ELBO, 500 images, β=1)",
+        "beta-vae [beta-vae-b1-s2] (−ELBO, 500 images, β=1)",
+    ]  # fmt: skip
     render_report(split, tmp_path)
     text = (tmp_path / "report.md").read_text()
-    assert "| vlae [vlae-long] " in text and "| vlae [vlae-binarized-mnist] " in text
+    assert "| vlae     | vlae-long      " in text and "| hvae     |                " in text
+
+
+def test_checkpoints_no_short_name_tells_apart_keep_their_references():
+    refs = ["a/run/checkpoint.safetensors", "b/run/checkpoint.safetensors", "zoo:run"]
+    assert distinguishing_names(refs) == {refs[0]: "a", refs[1]: "b", "zoo:run": "run"}
+    clash = ["zoo:a", "x/a/checkpoint.safetensors"]
+    assert distinguishing_names(clash) == {r: r for r in clash}

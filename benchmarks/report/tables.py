@@ -5,6 +5,7 @@ the bars of the bits/dim figure."""
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,8 @@ LOSSLESS_COLUMNS = {
     "bits_per_dim": "bits/dim", "enc_ms": "enc [ms]", "dec_ms": "dec [ms]", "n_images": "images",
 }  # fmt: skip
 MODEL_COLUMNS = {
-    "method": "method", "value": "β", "rate_kind": "rate kind", "estimator": "NLL estimator",
+    "method": "method", "checkpoint_name": "checkpoint", "value": "β", "rate_kind": "rate kind",
+    "estimator": "NLL estimator",
     "iw_samples": "k", "nll_nats": "NLL [nats]", "bits_per_dim": "bits/dim",
     "neg_elbo_nats": "−ELBO [nats]", "rate_nats": "rate [nats]",
     "distortion_nats": "distortion [nats]", "active_units": "active units",
@@ -78,37 +80,54 @@ def arm_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def name_checkpoints(split_level: pd.DataFrame) -> pd.DataFrame:
-    """The split-level rows with each method that was evaluated from several checkpoints
-    named by checkpoint too ("vlae [vlae-binarized-mnist-10k]"), so that two trainings of one
-    model stay two rows and two bars."""
+    """The split-level rows with a ``checkpoint_name`` where one method at one β was
+    evaluated from several checkpoints (``vlae-binarized-mnist-10k``), NaN elsewhere: two
+    trainings of one model stay two rows and two bars."""
+    named = split_level.assign(checkpoint_name=np.nan)
     if "checkpoint" not in split_level or split_level.empty:
-        return split_level
-    several = split_level.groupby("method")["checkpoint"].transform("nunique") > 1
-    if not several.any():
-        return split_level
-    refs = split_level.loc[several, "checkpoint"].astype(str)
-    short = refs.map(short_checkpoint)
-    methods = split_level.loc[several, "method"]
-    if (short.groupby(methods).nunique() < refs.groupby(methods).nunique()).any():
-        short = refs  # two checkpoints share a short name: the full references
-    named = split_level.copy()
-    named.loc[several, "method"] = named.loc[several, "method"] + " [" + short + "]"
+        return named
+    refs = split_level["checkpoint"].fillna(NO_CHECKPOINT).astype(str)
+    keys = [split_level[c] for c in ("method", "value") if c in split_level]
+    several = refs.groupby(keys, dropna=False).transform("nunique") > 1
+    named["checkpoint_name"] = named["checkpoint_name"].astype(object)
+    for _, group in refs[several].groupby([k[several] for k in keys], dropna=False):
+        names = distinguishing_names(list(group.unique()))
+        named.loc[group.index, "checkpoint_name"] = group.map(names)
     return named
 
 
-def short_checkpoint(ref: str) -> str:
-    """``zoo:NAME`` as NAME; a path as its run folder's name (its file's, if not the usual)."""
-    if ref.startswith("zoo:"):
-        return ref.removeprefix("zoo:")
-    path = Path(ref)
-    return path.parent.name if path.name == "checkpoint.safetensors" else path.stem
+NO_CHECKPOINT = "no checkpoint"
+
+
+def distinguishing_names(refs: list[str]) -> dict[str, str]:
+    """A short name for each checkpoint reference that still tells them apart: ``zoo:NAME``
+    as NAME, one path as its run folder, several by the folders in which they differ
+    (``sweep/vlae-s1/train/checkpoint.safetensors`` as ``vlae-s1``)."""
+    names = {r: r.removeprefix("zoo:") for r in refs if r.startswith("zoo:") or r == NO_CHECKPOINT}
+    paths = {r: Path(r).parts for r in refs if r not in names}
+    if len(paths) == 1:
+        ((ref, parts),) = paths.items()
+        names[ref] = parts[-2] if len(parts) > 1 else ref
+    elif paths:
+        parts = list(paths.values())
+        head = len(os.path.commonprefix(parts))
+        tail = min(len(os.path.commonprefix([p[::-1] for p in parts])),
+                   min(map(len, parts)) - head)  # fmt: skip
+        names |= {r: "/".join(p[head : len(p) - tail]) for r, p in paths.items()}
+    if len(set(names.values())) < len(refs) or "" in names.values():
+        return {r: r for r in refs}  # no shorter names tell them apart: the references
+    return names
 
 
 def model_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Split-level model evaluations: the columns that some row fills, in a fixed order."""
     columns = {k: v for k, v in MODEL_COLUMNS.items() if k in frame and frame[k].notna().any()}
-    order = ["dataset", "split", "method", "value", "rate_kind"]
-    return frame.sort_values(order)[list(columns)].rename(columns=columns)
+    order = [c for c in ("dataset", "split", "method", "checkpoint_name", "value", "rate_kind")
+             if c in frame]  # fmt: skip
+    table = frame.sort_values(order)[list(columns)]
+    if "checkpoint_name" in table:  # named only where a method had several checkpoints
+        table["checkpoint_name"] = table["checkpoint_name"].fillna("")
+    return table.rename(columns=columns)
 
 
 def display_table(agg: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
@@ -226,8 +245,10 @@ def bits_rows(per_image: pd.DataFrame, split_level: pd.DataFrame) -> pd.DataFram
             if estimator == "iwae" and np.isfinite(float(row.get("elbo_bits_per_dim", np.nan))):
                 bars.append(("−ELBO", row["elbo_bits_per_dim"]))  # the same images' bound
         kind = "exact likelihood" if estimator == "exact" else "likelihood bound"
+        name = row.get("checkpoint_name")
+        checkpoint = f" [{name}]" if isinstance(name, str) else ""
         for what, bits in bars:
-            label = f"{row['method']} ({what}{subset})"
+            label = f"{row['method']}{checkpoint} ({what}{subset})"
             parts.append({"label": label, "bits_per_dim": bits, "kind": kind})
     return pd.DataFrame(parts).drop_duplicates("label")
 
