@@ -128,6 +128,8 @@ def test_zoo_list_names_every_file_with_its_reference_nll(monkeypatch, capsys):
     assert code == 0
     lines = {line.split()[0]: line for line in out.splitlines()}
     assert set(lines) == set(zoo.index())
+    model_column = {line.index(f" {zoo.index()[name]['model']} ") for name, line in lines.items()}
+    assert len(model_column) == 1, "the model column starts at one offset, long names too"
     whole_split = zoo.index()["vlae-binarized-mnist"]["reference"]["test/10000/iwae"]
     assert (
         f"test/10000/iwae: NLL {whole_split['nll_nats']:.2f} nats" in lines["vlae-binarized-mnist"]

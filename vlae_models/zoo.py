@@ -124,8 +124,8 @@ def record_calibration(name: str, calibration: dict[str, Any], folder: Path | No
 
 def set_reference(name: str, numbers: dict[str, Any], folder: Path | None = None) -> None:
     """Record the test numbers a zoo checkpoint reproduces (in the index, not the file),
-    keyed ``SPLIT/IMAGES/ESTIMATOR``: beside the ones already there, replacing those of the
-    same key (an export starts its entry afresh, so none outlives its weights)."""
+    keyed ``SPLIT/IMAGES/ESTIMATOR[/RATE_KIND]``: beside the ones already there, replacing
+    those of the same key (an export starts its entry afresh, so none outlives its weights)."""
     folder = folder or zoo_dir()
     entries = index(folder)
     if name not in entries:
