@@ -28,13 +28,14 @@ LOSSLESS_COLUMNS = {
 }  # fmt: skip
 MODEL_COLUMNS = {
     "method": "method", "checkpoint_name": "checkpoint", "value": "β", "rate_kind": "rate kind",
-    "estimator": "NLL estimator",
-    "iw_samples": "k", "nll_nats": "NLL [nats]", "bits_per_dim": "bits/dim",
+    "estimator": "NLL estimator", "iw_samples": "k", "nll_nats": "NLL [nats]",
+    "bits_per_dim": "bits/dim",
     "neg_elbo_nats": "−ELBO [nats]", "rate_nats": "rate [nats]",
     "distortion_nats": "distortion [nats]", "active_units": "active units",
     "mutual_info_nats": "I(x;z) [nats]", "perplexity": "perplexity",
     "codebook_usage": "codebook usage", "n_examples": "images",
 }  # fmt: skip
+NO_CHECKPOINT = "no checkpoint"  # a split-level row's checkpoint, where none was recorded
 ARM_MEANS = ["bpp", "bits_per_dim", "rate_nats", "distortion_nats", "nll_nats", "psnr",
              "ssim", "ms_ssim_db"]  # fmt: skip
 ARM_COLUMNS = {
@@ -94,9 +95,6 @@ def name_checkpoints(split_level: pd.DataFrame) -> pd.DataFrame:
         names = distinguishing_names(list(group.unique()))
         named.loc[group.index, "checkpoint_name"] = group.map(names)
     return named
-
-
-NO_CHECKPOINT = "no checkpoint"
 
 
 def distinguishing_names(refs: list[str]) -> dict[str, str]:
