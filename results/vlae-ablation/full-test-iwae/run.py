@@ -30,6 +30,7 @@ import torch
 from benchmarks.datasets import load_array
 from vlae_models import zoo
 from vlae_models.checkpoint import load
+from vlae_models.core import ModelError
 from vlae_models.evaluate import evaluate
 from vlae_models.files import atomic_write
 
@@ -105,7 +106,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
-    check_shards(args.out, args.weights)
+    try:
+        check_shards(args.out, args.weights)  # and an unknown or missing weights file
+    except ModelError as err:
+        raise SystemExit(str(err)) from None
     pixels = torch.from_numpy(load_array("binarized-mnist", "test")).unsqueeze(1)
     evaluate_shards(args.weights, pixels, args.out, args.from_end)
     summary = summarize(args.weights, args.out, shards=len(range(0, len(pixels), SHARD)))
